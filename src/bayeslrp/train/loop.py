@@ -1,0 +1,64 @@
+"""The shared mini-batch training loop (Adam, cross-entropy, seeded shuffling)."""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import BayesLRPError
+from ..progress import progress_bar
+
+BatchTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def check_training_data(x: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse data that cannot be trained on, with a message that says why."""
+    if x.ndim != 4:
+        raise BayesLRPError(f"training images must be [N, C, H, W]; got shape {tuple(x.shape)}")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise BayesLRPError(f"{x.shape[0]} images but {y.shape[0]} labels")
+
+
+def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+        batch_size: int, seed: int, progress: bool, description: str,
+        device: str | torch.device | None = None,
+        batch_transform: BatchTransform | None = None) -> tuple[nn.Module, dict]:
+    """Train a copy of ``net`` with Adam on cross-entropy; return it (eval mode) and a history.
+
+    ``batch_transform(model, xb, yb)`` may replace each batch (adversarial training).
+    """
+    check_training_data(x, y)
+    if epochs < 1 or lr <= 0 or batch_size < 1:
+        raise BayesLRPError("epochs and batch_size must be >= 1 and lr > 0")
+    device = torch.device(device or x.device)
+    model = copy.deepcopy(net).to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    n_batches = (n + batch_size - 1) // batch_size
+    history: dict = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
+    with progress_bar(description, epochs * n_batches, enabled=progress) as bar:
+        for _ in range(epochs):
+            started = time.perf_counter()
+            order = torch.randperm(n, generator=generator)
+            total_loss, correct = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                xb, yb = x[idx].to(device), y[idx].to(device)
+                if batch_transform is not None:
+                    xb, yb = batch_transform(model, xb, yb)
+                logits = model(xb)
+                loss = nn.functional.cross_entropy(logits, yb)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total_loss += loss.item() * yb.shape[0]
+                correct += int((logits.argmax(-1) == yb).sum())
+                bar.advance(1, loss=loss.item())
+            history["loss"].append(total_loss / n)
+            history["train_accuracy"].append(correct / n)
+            history["epoch_seconds"].append(time.perf_counter() - started)
+    return model.eval(), history
