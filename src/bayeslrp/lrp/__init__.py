@@ -1,0 +1,15 @@
+"""Layer-wise relevance propagation for Ensembles (SPEC §4).
+
+>>> R = bl.lrp.explain(ens, x, rule="epsilon", layer=5, n_samples=100)        # [B, H, W]
+>>> Rs = bl.lrp.explain(ens, x, rule="gamma", reduce=None)                    # [S, B, H, W]
+>>> mean, std = bl.lrp.explain_with_std(ens, x, rule="alphabeta", layer=3)    # [B, H, W] each
+
+Rules: :mod:`~bayeslrp.lrp.rules`; per-module propagation: :mod:`~bayeslrp.lrp.layers`;
+targets and seeds: :mod:`~bayeslrp.lrp.targets`; the driver: :mod:`~bayeslrp.lrp.engine`.
+"""
+from .engine import DEFAULT_MEMORY_BUDGET, chunk_plan, explain, explain_with_std
+from .rules import AlphaBeta, Epsilon, Gamma, Rule, make_rule
+from .targets import resolve_layer
+
+__all__ = ["explain", "explain_with_std", "chunk_plan", "make_rule", "Rule", "Epsilon", "Gamma",
+           "AlphaBeta", "resolve_layer", "DEFAULT_MEMORY_BUDGET"]

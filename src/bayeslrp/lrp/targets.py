@@ -1,0 +1,132 @@
+"""Which output is explained: the layer cut and the relevance seed (SPEC §4 "Target").
+
+- Output layer (``layer=None`` or the last learnable index): the logits. The explained class is
+  the argmax of the Bayesian predictive mean softmax over the samples used (``target_mode=
+  "predictive"``), or each sample's own argmax (``"per_sample_argmax"``), or the ``target``
+  given. Seed: that class's logit (``seed="logit"``) or 1 (``seed="one"``).
+- Inner layer ``l``: the network truncated after the activation that follows learnable layer
+  ``l`` (for a residual block: after the block, whose last module is its activation). Linear:
+  seed at the unit with the largest activation; Conv: at the channel with the largest sum of
+  activations over positions, every position of that channel seeded with its own activation.
+  The unit / channel is chosen per posterior sample on that sample's own activations.
+  ``inner="all"``: every unit seeded with its own activation. ``target`` (a unit or channel
+  index per image) overrides the argmax. ``seed="one"`` seeds with 1 instead of the activation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import nets
+from ..errors import BayesLRPError
+
+SEEDS = ("logit", "one")
+TARGET_MODES = ("predictive", "per_sample_argmax")
+INNER_MODES = ("max", "all")
+_FOLLOWERS = (nn.BatchNorm2d,)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Softplus)
+
+
+@dataclass(frozen=True)
+class LayerCut:
+    """``layer``: the learnable index asked for; ``stop``: last Sequential position run."""
+
+    layer: int
+    stop: int
+    is_output: bool
+
+
+def resolve_layer(net: nn.Sequential, layer: int | None) -> LayerCut:
+    """Where to cut the network for an explanation of learnable layer ``layer``."""
+    learnable = nets.learnable_layers(net)
+    if not learnable:
+        raise BayesLRPError("the network has no learnable (Linear / Conv2d / BasicBlock) layer")
+    last = learnable[-1]
+    if layer is None or int(layer) == last:
+        return LayerCut(last, last, True)
+    layer = int(layer)
+    if layer not in learnable:
+        raise BayesLRPError(f"layer={layer} is not a learnable layer of this network; "
+                            f"choose one of {learnable}")
+    modules = list(net)
+    if isinstance(modules[layer], nets.BasicBlock):
+        return LayerCut(layer, layer, False)
+    for j in range(layer + 1, len(modules)):
+        if isinstance(modules[j], _ACTIVATIONS):
+            return LayerCut(layer, j, False)
+        if not isinstance(modules[j], _FOLLOWERS):
+            break
+    raise BayesLRPError(f"learnable layer {layer} is not followed by an activation "
+                        "(ReLU / LeakyReLU / Softplus), so it has no inner-layer explanation")
+
+
+def validate_options(seed: str, target_mode: str, inner: str) -> None:
+    if seed not in SEEDS:
+        raise BayesLRPError(f"seed={seed!r} is not known; choose one of {SEEDS}")
+    if target_mode not in TARGET_MODES:
+        raise BayesLRPError(f"target_mode={target_mode!r} is not known; choose one of {TARGET_MODES}")
+    if inner not in INNER_MODES:
+        raise BayesLRPError(f"inner={inner!r} is not known; choose one of {INNER_MODES}")
+
+
+def explicit_target(target, n_images: int, device) -> torch.Tensor | None:
+    """``target`` as a long tensor ``[B]`` (an int applies to every image), or None."""
+    if target is None:
+        return None
+    t = torch.as_tensor(target, device=device)
+    if t.is_floating_point() or t.is_complex():
+        raise BayesLRPError("target must hold integer class / unit indices")
+    t = t.long()
+    if t.dim() == 0:
+        t = t.expand(n_images)
+    if t.shape != (n_images,):
+        raise BayesLRPError(f"target must be an int or have shape [{n_images}] (one per image); "
+                            f"got shape {list(t.shape)}")
+    return t
+
+
+def classes_from_logits(logits: torch.Tensor, target_mode: str) -> torch.Tensor:
+    """Explained class per sample and image, ``[s, B]``, from logits ``[s, B, C]``.
+
+    ``predictive``: the argmax of the mean softmax over the samples given (the same class for
+    every sample); ``per_sample_argmax``: each sample's own argmax.
+    """
+    if target_mode == "per_sample_argmax":
+        return logits.argmax(-1)
+    mean = logits.softmax(-1).mean(0)
+    return mean.argmax(-1).unsqueeze(0).expand(logits.shape[0], -1)
+
+
+def _onehot_seed(h: torch.Tensor, index: torch.Tensor, seed: str) -> torch.Tensor:
+    """Seed at ``index`` along dim 2 of ``h`` (``[s, B, K, ...]``), zero elsewhere."""
+    n = h.shape[2]
+    if int(index.min()) < 0 or int(index.max()) >= n:
+        raise BayesLRPError(f"target index out of range: this layer has {n} units / channels / "
+                            "classes")
+    mask = F.one_hot(index, n).to(h.dtype)
+    mask = mask.reshape(*mask.shape, *([1] * (h.dim() - 3)))
+    if seed == "one":
+        return mask.expand(h.shape)
+    return mask * h
+
+
+def output_seed(logits: torch.Tensor, classes: torch.Tensor, seed: str) -> torch.Tensor:
+    """Relevance of the logits ``[s, B, C]``: the explained class's logit (or 1), 0 elsewhere."""
+    return _onehot_seed(logits, classes, seed)
+
+
+def inner_seed(h: torch.Tensor, seed: str, inner: str,
+               target: torch.Tensor | None) -> torch.Tensor:
+    """Relevance of an inner activation ``h`` (``[s,B,U]`` or ``[s,B,C,H,W]``)."""
+    if inner == "all":
+        return torch.ones_like(h) if seed == "one" else h
+    if target is not None:
+        index = target.unsqueeze(0).expand(h.shape[0], -1)
+    elif h.dim() == 3:
+        index = h.argmax(-1)
+    else:
+        index = h.sum(dim=tuple(range(3, h.dim()))).argmax(-1)
+    return _onehot_seed(h, index.detach(), seed)

@@ -1,0 +1,301 @@
+"""Draw every figure a run directory supports: ``make_all_figures(run_dir)``.
+
+Which figures are drawn follows from what the run holds. A figure whose inputs are absent
+(no Bayesian model, no saved heatmaps, no deterministic baseline …) is skipped with a logged
+reason, also recorded in ``figures/figures.json`` next to the caption of every drawn figure.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from bayeslrp.errors import BayesLRPError
+from bayeslrp.fileio import atomic_write_json
+
+from .boxplots import rule_boxplots
+from .distributions import difference_distributions
+from .frames import (BAYESIAN, RULE_TITLES, baseline_models, metric_k, paired_differences,
+                     pick_rule, select)
+from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
+from .rundir import RunData, load_run
+from .scatter import robustness_scatter
+from .style import FORMATS, save_figure
+
+__all__ = ["FigureRecord", "make_all_figures", "read_figure_index"]
+
+log = logging.getLogger("bayeslrp.plots")
+
+INDEX_NAME = "figures.json"
+
+
+@dataclass
+class FigureRecord:
+    """One drawn figure: file stem (in ``figures/``), title, caption and files written."""
+
+    stem: str
+    title: str
+    caption: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    stem: str
+    title: str
+    caption: str
+    draw: Callable
+
+
+def _safe(name: object) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-") or "x"
+
+
+def _attacks(df: pd.DataFrame) -> list[str]:
+    """Attacks in a stable order: FGSM first (the paper's showcase attack), then by name."""
+    names = sorted(df["attack"].unique(), key=lambda a: (a != "fgsm", a))
+    return [str(a) for a in names]
+
+
+def _rule_name(rule: str) -> str:
+    return RULE_TITLES.get(rule, f"{rule} rule")
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def _plan_layer_heatmaps(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    df = run.results
+    dets = sorted(df.loc[df["method"] == "det", "model"].unique())
+    if not dets:
+        skipped.append({"figure": "fig1", "reason": "the run has no deterministic model"})
+        return []
+    plans = []
+    for model in dets:
+        rule = pick_rule(select(df, model=model), None)
+        for attack in _attacks(select(df, model=model)):
+            keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
+            if not keys:
+                skipped.append({"figure": f"fig1 {model} {attack}",
+                                "reason": f"no heatmaps saved for {model}/{attack}/{rule}"})
+                continue
+            n = min(k.n_samples for k in keys)
+            keys = [k for k in keys if k.n_samples == n]
+
+            def draw(keys=keys):
+                return layer_heatmaps([run.heatmaps(k) for k in keys], k=FIGURE_K)
+
+            plans.append(_Plan(
+                f"fig1_layer_heatmaps__{_safe(model)}__{_safe(attack)}",
+                f"Fig. 1 — layer heatmaps of {model} under {attack}",
+                f"LRP heatmaps ({_rule_name(rule)}) of an image x and its {attack} adversarial "
+                f"x̃ at every learnable layer ({', '.join(str(k.layer) for k in keys)}) of the "
+                f"deterministic network {model}. Each row (one layer) is scaled jointly to "
+                f"[−1, 1] and only its top-{FIGURE_K}% pixels by |R| are shown; red positive, "
+                f"blue negative relevance.", draw))
+    return plans
+
+
+def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    df = run.results
+    bayes = df.loc[df["method"].isin(BAYESIAN), ["model", "dataset", "arch"]].drop_duplicates()
+    if bayes.empty:
+        skipped.append({"figure": "fig6", "reason": "the run has no Bayesian model"})
+        return []
+    try:
+        baselines = baseline_models(df)
+    except BayesLRPError as exc:
+        skipped.append({"figure": "fig6", "reason": str(exc)})
+        return []
+    plans = []
+    for model, dataset, arch in bayes.itertuples(index=False):
+        det = baselines.get((dataset, arch))
+        if det is None:
+            skipped.append({"figure": f"fig6 {model}",
+                            "reason": f"no deterministic model for {dataset}/{arch}"})
+            continue
+        rule = pick_rule(select(df, model=model), None)
+        for attack in _attacks(select(df, model=model)):
+            bay_keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
+            det_keys = run.heatmap_keys(model=det, attack=attack, rule=rule)
+            layers = sorted({k.layer for k in bay_keys} & {k.layer for k in det_keys})
+            if not layers:
+                skipped.append({"figure": f"fig6 {model} {attack}",
+                                "reason": f"no heatmaps saved for both {det} and {model} "
+                                          f"({attack}, {rule})"})
+                continue
+            layer = layers[-1]
+            bkey = max((k for k in bay_keys if k.layer == layer), key=lambda k: k.n_samples)
+            dkey = min((k for k in det_keys if k.layer == layer), key=lambda k: k.n_samples)
+            try:
+                point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey))
+            except BayesLRPError as exc:
+                skipped.append({"figure": f"fig6 {model} {attack}", "reason": str(exc)})
+                continue
+
+            def draw(dkey=dkey, bkey=bkey):
+                # The figure repeats showcase_point's choice and states it in its title.
+                return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey),
+                                             k=FIGURE_K)
+
+            plans.append(_Plan(
+                f"fig6_det_vs_bayes__{_safe(model)}__{_safe(attack)}",
+                f"Fig. 6 — {det} vs {model} heatmaps under {attack}",
+                f"LRP heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and "
+                f"its {attack} adversarial for the deterministic network {det} (top row) and "
+                f"the Bayesian network {model} with {bkey.n_samples} posterior samples (bottom "
+                f"row); top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: "
+                f"{note}.", draw))
+    return plans
+
+
+def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    df = run.results
+    try:
+        diffs = paired_differences(df)
+    except BayesLRPError as exc:
+        skipped.append({"figure": "fig2/fig3", "reason": str(exc)})
+        return []
+    if diffs.empty:
+        skipped.append({"figure": "fig2/fig3", "reason": "no robustness differences: the run "
+                        "needs a deterministic model and another model on the same data"})
+        return []
+    kk = int(diffs["k"].iloc[0])
+    plans = []
+    for (dataset, arch), group in diffs.groupby(["dataset", "arch"], sort=True):
+        part = select(df, dataset=dataset, arch=arch)
+        rule = pick_rule(group, None)
+        for attack in _attacks(group):
+            n_points = select(group, attack=attack, rule=rule)["point"].nunique()
+
+            def draw(dataset=dataset, arch=arch, attack=attack, rule=rule, part=part):
+                return difference_distributions(part, dataset, arch, attack, rule)
+
+            plans.append(_Plan(
+                f"fig2_differences__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__"
+                f"{_safe(rule)}",
+                f"Fig. 2 — robustness differences, {dataset} {arch}, {attack}",
+                f"Per-image LRP robustness differences to the deterministic baseline "
+                f"{group['baseline'].iloc[0]} on {dataset} ({arch}), {attack} attack, "
+                f"{_rule_name(rule)}, top-{kk}% pixels, {n_points} attacked points; one panel "
+                f"per learnable layer, medians in the legend. Positive values: the model's "
+                f"explanation changed less under attack than the baseline's.", draw))
+    for attack in _attacks(diffs):
+        def draw(attack=attack):
+            return rule_boxplots(df, attack=attack)
+
+        plans.append(_Plan(
+            f"fig3_rule_boxplots__{_safe(attack)}",
+            f"Fig. 3 — robustness differences over rules, {attack}",
+            f"LRP robustness differences to the deterministic baseline under {attack} for "
+            f"every LRP rule (columns) and dataset/architecture (rows) at the last learnable "
+            f"layer, top-{kk}% pixels; Bayesian models with their largest sample count. Stars "
+            f"above a box: one-sided Mann-Whitney U test that the baseline's robustness is "
+            f"stochastically lower than the model's; stars on a bracket: the paper's test that "
+            f"the adversarially trained robustness is lower than the Bayesian one (n.s. > 0.05, "
+            f"* ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001, **** ≤ 0.0001).", draw))
+    return plans
+
+
+def _plan_scatter(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    df = run.results
+    plans = []
+    kk = metric_k(df)
+    for (dataset, arch), part in df.groupby(["dataset", "arch"], sort=True):
+        rule = pick_rule(part, None)
+        for attack in _attacks(part):
+            def draw(part=part, dataset=dataset, arch=arch, attack=attack, rule=rule):
+                return robustness_scatter(part, dataset, arch, attack, rule)
+
+            plans.append(_Plan(
+                f"fig4_scatter__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__{_safe(rule)}",
+                f"Fig. 4 — LRP vs softmax robustness, {dataset} {arch}, {attack}",
+                f"Per-image LRP robustness (top-{kk}%, {_rule_name(rule)}) against softmax "
+                f"robustness 1 − ‖p(x) − p(x̃)‖∞ on {dataset} ({arch}) under {attack}, one "
+                f"panel per learnable layer, one colour per model and sample count; ρ is "
+                f"Spearman's rank correlation.", draw))
+    if not plans:
+        skipped.append({"figure": "fig4", "reason": "the results table is empty"})
+    return plans
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def read_figure_index(run_dir: str | Path) -> dict:
+    """``figures/figures.json`` of a run: ``{"figures": [FigureRecord dicts], "skipped": […]}``.
+
+    Returns ``{"figures": [], "skipped": []}`` when no index was written yet.
+    """
+    path = Path(run_dir) / "figures" / INDEX_NAME
+    if not path.is_file():
+        return {"figures": [], "skipped": []}
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BayesLRPError(f"cannot read {path} ({exc}); rerun `bayeslrp plot`") from None
+    return {"figures": list(index.get("figures", [])), "skipped": list(index.get("skipped", []))}
+
+
+def make_all_figures(run_dir: str | Path, formats=FORMATS) -> list[Path]:
+    """Draw every figure the run supports into ``RUN_DIR/figures/`` (PNG and PDF).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished run directory (needs ``results.parquet``; heatmap figures need
+        ``heatmaps/``).
+    formats : iterable of str
+        File formats to write.
+
+    Returns
+    -------
+    list of Path
+        The files written, figure by figure in the order PNG, PDF.
+
+    Raises
+    ------
+    BayesLRPError
+        When the run directory is missing, empty or has no readable results.
+    """
+    run = load_run(run_dir)
+    out_dir = run.path / "figures"
+    previous = read_figure_index(run.path)
+    skipped: list[dict] = []
+    plans: list[_Plan] = []
+    if run.results.empty:
+        skipped.append({"figure": "all", "reason": "the results table has no rows"})
+    else:
+        for planner in (_plan_layer_heatmaps, _plan_differences, _plan_scatter,
+                        _plan_det_vs_bayes):
+            plans.extend(planner(run, skipped))
+    records: list[FigureRecord] = []
+    written: list[Path] = []
+    for plan in sorted(plans, key=lambda p: p.stem):
+        try:
+            fig = plan.draw()
+        except BayesLRPError as exc:
+            skipped.append({"figure": plan.stem, "reason": str(exc)})
+            continue
+        files = save_figure(fig, out_dir / plan.stem, formats)
+        fig.clear()
+        written.extend(files)
+        records.append(FigureRecord(plan.stem, plan.title, plan.caption,
+                                    [f.name for f in files]))
+    for item in skipped:
+        log.warning("figure %s skipped: %s", item["figure"], item["reason"])
+    # Files this function drew last time but not now are stale: remove them.
+    current = {f.name for f in written}
+    for old in previous["figures"]:
+        for name in old.get("files", []):
+            stale = out_dir / Path(name).name
+            if name not in current and stale.is_file():
+                stale.unlink()
+    atomic_write_json(out_dir / INDEX_NAME, {"figures": [asdict(r) for r in records],
+                                             "skipped": skipped})
+    return written

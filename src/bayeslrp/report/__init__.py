@@ -1,0 +1,285 @@
+"""The run report: summary tables and one self-contained HTML file.
+
+* :func:`summary_tables` — accuracies, attack success, median robustness and Mann-Whitney
+  p-values of a run directory, as ``pandas.DataFrame`` objects (printed by the CLI at the end
+  of a run);
+* :func:`report_tables` — those plus Spearman ρ and the share of sparse heatmaps;
+* :func:`write_report` — ``RUN_DIR/report.html``: every table, the figures embedded as base64
+  PNG data URIs, the configuration and the manifest; no external resources.
+
+The table functions themselves live in :mod:`bayeslrp.report.tables`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bayeslrp.fileio import atomic_write_text, sha256_file
+from bayeslrp.plots.frames import metric_k, ordered_rules
+from bayeslrp.plots.make import make_all_figures, read_figure_index
+from bayeslrp.plots.rundir import RunData, load_run
+
+from .html import esc, figure_html, key_value_table, page, table_html
+from .tables import (KNOWN_PIXELS, accuracy_table, attack_success_table, mann_whitney_display,
+                     mann_whitney_table, median_robustness_table, nnz_display, nnz_table,
+                     spearman_display, spearman_table)
+
+__all__ = ["REPORT_NAME", "accuracy_table", "attack_success_table", "mann_whitney_table",
+           "median_robustness_table", "nnz_table", "pixels_per_dataset", "render_report",
+           "report_tables", "spearman_table",
+           "summary_tables", "write_report"]
+
+log = logging.getLogger("bayeslrp.report")
+
+REPORT_NAME = "report.html"
+
+
+def _as_run(run_dir: str | Path | RunData) -> RunData:
+    return run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
+
+
+def pixels_per_dataset(run: RunData) -> dict[str, int]:
+    """Pixels per image of every dataset in the run: from a saved heatmap of one of its
+    models when there is one, else the built-in size of a known dataset."""
+    model_dataset = dict(zip(run.results["model"], run.results["dataset"]))
+    pixels: dict[str, int] = {}
+    for key in run.heatmap_keys():
+        dataset = model_dataset.get(key.model)
+        if dataset is not None and dataset not in pixels:
+            R = run.heatmaps(key).R_clean
+            pixels[str(dataset)] = int(R.shape[1] * R.shape[2])
+    for dataset in run.results["dataset"].unique():
+        if dataset not in pixels and dataset in KNOWN_PIXELS:
+            pixels[str(dataset)] = KNOWN_PIXELS[dataset]
+    return pixels
+
+
+def summary_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
+    """The tables printed at the end of a run.
+
+    Parameters
+    ----------
+    run_dir : str, Path or RunData
+        A finished run directory (or one already read with
+        :func:`bayeslrp.plots.load_run`).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``accuracy`` (:func:`accuracy_table`), ``attack_success``
+        (:func:`attack_success_table`), ``median_robustness``
+        (:func:`median_robustness_table`) and ``mann_whitney`` (:func:`mann_whitney_table`).
+
+    Raises
+    ------
+    BayesLRPError
+        When the run directory is missing, empty or has no readable results.
+    """
+    run = _as_run(run_dir)
+    df = run.results
+    return {
+        "accuracy": accuracy_table(run.models, df),
+        "attack_success": attack_success_table(df),
+        "median_robustness": median_robustness_table(df),
+        "mann_whitney": mann_whitney_table(df),
+    }
+
+
+def report_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
+    """:func:`summary_tables` plus ``spearman`` (:func:`spearman_table`) and ``nnz``
+    (:func:`nnz_table`)."""
+    run = _as_run(run_dir)
+    tables = summary_tables(run)
+    tables["spearman"] = spearman_table(run.results)
+    tables["nnz"] = nnz_table(run.results, pixels_per_dataset(run))
+    return tables
+
+
+# --------------------------------------------------------------------------- HTML sections
+
+
+_SECTIONS = [
+    ("overview", "Overview"),
+    ("models", "Models and accuracy"),
+    ("attacks", "Attack success"),
+    ("figures", "Figures"),
+    ("robustness", "Median robustness"),
+    ("tests", "Mann-Whitney tests"),
+    ("spearman", "Spearman correlation"),
+    ("sparsity", "Sparse heatmaps"),
+    ("config", "Configuration"),
+    ("manifest", "Versions and timings"),
+]
+
+
+def _overview(run: RunData) -> str:
+    df = run.results
+    k = metric_k(df)
+
+    def values(column: str) -> str:
+        items = ordered_rules(df[column].unique()) if column == "rule" else \
+            sorted(df[column].unique().tolist())
+        return ", ".join(str(v) for v in items) or "–"
+
+    items = [("results rows", len(df)), ("datasets", values("dataset")),
+             ("architectures", values("arch")), ("models", values("model")),
+             ("attacks", values("attack")), ("LRP rules", values("rule")),
+             ("layers", values("layer")), ("posterior samples", values("n_samples")),
+             ("attacked points", int(df["point"].nunique()) if len(df) else 0),
+             ("top-k for metrics", f"{k}%" if k is not None else "–"),
+             ("results.parquet sha256", sha256_file(run.path / "results.parquet"))]
+    return key_value_table(items)
+
+
+_FIGURE_GROUPS = {
+    "fig1": "Fig. 1 — heatmaps at every layer of a deterministic network",
+    "fig2": "Fig. 2 — distributions of per-image robustness differences",
+    "fig3": "Fig. 3 — robustness differences over LRP rules, with tests",
+    "fig4": "Fig. 4 — LRP robustness vs softmax robustness",
+    "fig6": "Fig. 6 — deterministic vs Bayesian heatmaps",
+}
+
+
+def _figures(run: RunData) -> str:
+    index = read_figure_index(run.path)
+    groups: dict[str, list[str]] = {}
+    for i, record in enumerate(index["figures"]):
+        group = str(record.get("stem", "")).split("_", 1)[0]
+        png_name = next((f for f in record.get("files", []) if f.endswith(".png")), None)
+        path = run.path / "figures" / str(png_name) if png_name else None
+        if path is None or not path.is_file():
+            html_part = (f'<p class="note">{esc(record.get("title", ""))}: PNG file missing; '
+                         f"rerun <code>bayeslrp plot</code>.</p>")
+        else:
+            html_part = figure_html(path.read_bytes(), str(record.get("title", "")),
+                                    str(record.get("caption", "")), f"fig-{i}")
+        groups.setdefault(group, []).append(html_part)
+    parts = []
+    for group, items in groups.items():
+        heading = _FIGURE_GROUPS.get(group, group)
+        parts.append(f"<h3>{esc(heading)}</h3><div class=\"gallery\">{''.join(items)}</div>")
+    if not parts:
+        parts.append('<p class="note">No figures were drawn.</p>')
+    if index["skipped"]:
+        items = "".join(f"<li><b>{esc(s.get('figure', ''))}</b>: {esc(s.get('reason', ''))}"
+                        f"</li>" for s in index["skipped"])
+        parts.append(f'<h3>Figures not drawn</h3><ul class="skipped">{items}</ul>')
+    return "\n".join(parts)
+
+
+def _flat_items(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        out: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            out.extend(_flat_items(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [(prefix, ", ".join(str(v) for v in value))]
+    return [(prefix, value)]
+
+
+def _manifest(manifest: dict[str, Any]) -> str:
+    if not manifest:
+        return '<p class="note">manifest.json not found.</p>'
+    scalars = [(str(k), v) for k, v in manifest.items() if not isinstance(v, dict)]
+    parts = []
+    if scalars:
+        parts.append(key_value_table(_flat_items(dict(scalars))))
+    preferred = ["versions", "timings", "seeds", "machine"]
+    sections = [k for k in preferred if isinstance(manifest.get(k), dict)]
+    sections += sorted(k for k, v in manifest.items() if isinstance(v, dict) and k not in
+                       preferred)
+    blocks = []
+    for key in sections:
+        items = _flat_items(manifest[key])
+        if key == "timings":
+            items = [(name, f"{value:.2f} s" if isinstance(value, (int, float))
+                      and not isinstance(value, bool) else value) for name, value in items]
+        blocks.append(f"<div><h3>{esc(key)}</h3>{key_value_table(items)}</div>")
+    if blocks:
+        parts.append(f'<div class="blocks">{"".join(blocks)}</div>')
+    return "\n".join(parts)
+
+
+_NOTES = {
+    "models": "Test accuracy and training diagnostics as recorded in models.json (HMC: "
+              "acceptance rate, divergences, step size; VI: ELBO); accuracy on attacked "
+              "points from the results, at the largest sample count.",
+    "attacks": "Success = originally correct and now wrong (SPEC §6); success rate = "
+               "successes / originally correct points. Failed attacks: still correct.",
+    "robustness": "Median k-LRP robustness per layer and median softmax robustness "
+                  "1 − ‖p(x) − p(x̃)‖∞ over the attacked points.",
+    "tests": "One-sided Mann-Whitney U tests. “det < model”: the deterministic baseline's "
+             "LRP robustness is stochastically lower than the model's (Bay−Det, Adv−Det). "
+             "“adv < model”: the adversarially trained model's robustness is lower than the "
+             "Bayesian model's (paper 000, appendix H). Each cell: median per-image difference "
+             "of LRP robustness, p-value and stars (n.s. > 0.05, * ≤ 0.05, ** ≤ 0.01, "
+             "*** ≤ 0.001, **** ≤ 0.0001).",
+    "spearman": "Spearman rank correlation ρ between LRP robustness and softmax robustness "
+                "of the same images; each cell: ρ (two-sided p-value).",
+    "sparsity": "Share of clean heatmaps R(x) with fewer non-zero pixels than the top-k "
+                "selection size K = floor(k·P/100), per layer (P pixels per image). Such "
+                "images are scored on their non-zero pixels only (ties=\"nonzero\", SPEC §6).",
+}
+
+
+def render_report(run: RunData) -> str:
+    """The report of ``run`` as an HTML string (figures read from ``RUN_DIR/figures``)."""
+    tables = report_tables(run)
+    title = f"bayeslrp report — {run.path.resolve().name}"
+    nav = "".join(f'<li><a href="#{sid}">{esc(name)}</a></li>' for sid, name in _SECTIONS)
+    config = (f"<pre>{esc(run.config_text)}</pre>" if run.config_text is not None
+              else '<p class="note">config.yaml not found.</p>')
+    content = {
+        "overview": _overview(run),
+        "models": table_html(tables["accuracy"], "No models recorded."),
+        "attacks": table_html(tables["attack_success"]),
+        "figures": _figures(run),
+        "robustness": table_html(tables["median_robustness"]),
+        "tests": table_html(mann_whitney_display(tables["mann_whitney"]),
+                            "No comparisons: the run needs a deterministic model and another "
+                            "model on the same data."),
+        "spearman": table_html(spearman_display(tables["spearman"])),
+        "sparsity": table_html(nnz_display(tables["nnz"])),
+        "config": config,
+        "manifest": _manifest(run.manifest),
+    }
+    body = [f"<header><h1>{esc(title)}</h1><p class=\"lead\">Robustness of LRP explanations "
+            f"of deterministic and Bayesian networks under adversarial attack. Run directory: "
+            f"<code>{esc(run.path)}</code></p><nav><ol>{nav}</ol></nav></header>"]
+    for sid, name in _SECTIONS:
+        note = f'<p class="note">{esc(_NOTES[sid])}</p>' if sid in _NOTES else ""
+        body.append(f'<section id="{sid}"><h2>{esc(name)}</h2>{note}{content[sid]}</section>')
+    return page(title, "\n".join(body))
+
+
+def write_report(run_dir: str | Path, figures: bool = True) -> Path:
+    """Write ``RUN_DIR/report.html``, one self-contained HTML file.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished run directory.
+    figures : bool
+        Redraw the figures first (:func:`bayeslrp.plots.make_all_figures`); with ``False``
+        the figures already listed in ``RUN_DIR/figures/figures.json`` are embedded.
+
+    Returns
+    -------
+    Path
+        The report file.
+
+    Raises
+    ------
+    BayesLRPError
+        When the run directory is missing, empty or has no readable results.
+    """
+    run = load_run(run_dir)
+    if figures:
+        make_all_figures(run.path)
+    path = atomic_write_text(run.path / REPORT_NAME, render_report(run))
+    log.info("report written to %s", path)
+    return path

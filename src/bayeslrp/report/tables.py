@@ -1,0 +1,283 @@
+"""Summary tables of a run: accuracies, attack success, robustness, tests, heatmap sparsity.
+
+Every function takes plain inputs (the results table, ``models.json`` entries) and returns a
+``pandas.DataFrame`` with readable column names, sorted for display, so that the CLI can print
+them and the HTML report can render them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayeslrp.metrics import topk_count
+from bayeslrp.plots.frames import (BAYESIAN, metric_k, ordered_rules, paired_differences,
+                                   series_label)
+from bayeslrp.stats import mann_whitney, spearman, stars
+
+__all__ = ["KNOWN_PIXELS", "accuracy_table", "attack_success_table", "layer_pivot",
+           "mann_whitney_display", "mann_whitney_table", "median_robustness_table",
+           "nnz_display", "nnz_table", "spearman_display", "spearman_table"]
+
+#: Pixels per image of the built-in datasets, used when no saved heatmap tells the size.
+KNOWN_PIXELS = {"mnist": 784, "fashion_mnist": 784, "cifar10": 1024, "digits": 64}
+_METHOD_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 3}
+
+
+def _rule_rank(rules: pd.Series) -> pd.Series:
+    order = {r: i for i, r in enumerate(ordered_rules(rules.unique()))}
+    return rules.map(order)
+
+
+def _sort(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Sort for display: methods det, adv, vi, hmc; rules ε, γ, αβ; other keys natural."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    keys = {}
+    for column in by:
+        if column == "method":
+            keys[column] = df[column].map(lambda m: _METHOD_ORDER.get(m, 9))
+        elif column == "rule":
+            keys[column] = _rule_rank(df[column])
+        else:
+            keys[column] = df[column]
+    order = pd.DataFrame(keys).sort_values(by, kind="stable").index
+    return df.loc[order].reset_index(drop=True)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = ", ".join(str(v) for v in value)
+    else:
+        out[prefix] = value
+
+
+def accuracy_table(models: list[dict[str, Any]], results: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: test accuracy and training diagnostics from ``models.json``, and the
+    clean accuracy on the attacked points from the results (at the model's largest sample
+    count).
+
+    Models that appear only in the results get NaN for the ``models.json`` fields.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in models:
+        name = str(entry.get("name", ""))
+        row = {"model": name, "method": entry.get("method", ""), "arch": entry.get("arch", ""),
+               "dataset": entry.get("dataset", ""),
+               "test accuracy": entry.get("test_accuracy", math.nan),
+               "posterior samples": entry.get("n_samples", math.nan)}
+        diagnostics: dict[str, Any] = {}
+        _flatten("", entry.get("diagnostics") or {}, diagnostics)
+        row.update({f"diag: {key}": value for key, value in diagnostics.items()})
+        rows[name] = row
+    if not results.empty:
+        firsts = results.drop_duplicates(["model", "n_samples", "point"])
+        top = firsts.groupby("model")["n_samples"].transform("max")
+        firsts = firsts[firsts["n_samples"] == top]
+        for model, group in firsts.groupby("model", sort=True):
+            row = rows.setdefault(str(model), {
+                "model": str(model), "method": group["method"].iloc[0],
+                "arch": group["arch"].iloc[0], "dataset": group["dataset"].iloc[0],
+                "test accuracy": math.nan, "posterior samples": math.nan})
+            row["accuracy on attacked points"] = float(
+                (group["pred_clean"] == group["label"]).mean())
+            row["attacked points"] = int(group["point"].nunique())
+    table = pd.DataFrame(list(rows.values()))
+    if table.empty:
+        return pd.DataFrame(columns=["model", "method", "arch", "dataset", "test accuracy"])
+    head = ["model", "method", "arch", "dataset", "test accuracy", "posterior samples",
+            "accuracy on attacked points", "attacked points"]
+    head = [c for c in head if c in table.columns]
+    table = table[head + sorted(c for c in table.columns if c not in head)]
+    return _sort(table, ["dataset", "arch", "method", "model"])
+
+
+def attack_success_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Attack outcome per model × attack × sample count.
+
+    ``success rate`` = successful attacks / originally correct points (SPEC §6: success =
+    originally correct and now wrong); accuracies are on the attacked points.
+    """
+    keys = ["dataset", "arch", "model", "method", "attack", "attack_mode", "n_samples"]
+    columns = keys + ["points", "clean accuracy", "adversarial accuracy", "success rate",
+                      "failed attacks"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    firsts = df.drop_duplicates(keys + ["point"])
+    correct = firsts["pred_clean"] == firsts["label"]
+    frame = firsts.assign(_correct=correct, _adv_ok=firsts["pred_adv"] == firsts["label"],
+                          _failed=correct & (firsts["pred_adv"] == firsts["label"]))
+    out = frame.groupby(keys, sort=False).agg(
+        points=("point", "nunique"), _correct=("_correct", "sum"), _adv=("_adv_ok", "mean"),
+        _clean=("_correct", "mean"), _success=("success", "sum"), _failed=("_failed", "sum"),
+    ).reset_index()
+    out["clean accuracy"] = out["_clean"]
+    out["adversarial accuracy"] = out["_adv"]
+    out["success rate"] = np.where(out["_correct"] > 0,
+                                   out["_success"] / out["_correct"].clip(lower=1), np.nan)
+    out["failed attacks"] = out["_failed"].astype(int)
+    return _sort(out[columns], ["dataset", "arch", "attack", "method", "model", "n_samples"])
+
+
+def median_robustness_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """Median LRP robustness per model × rule × sample count (rows) and layer (columns), with
+    the median softmax robustness of the same images."""
+    kk = metric_k(df, k)
+    keys = ["dataset", "arch", "attack", "rule", "model", "method", "n_samples"]
+    if kk is None:
+        return pd.DataFrame(columns=keys)
+    part = df[df["k"] == kk]
+    wide = part.pivot_table(index=keys, columns="layer", values="lrp_robustness",
+                            aggfunc="median")
+    wide.columns = [f"layer {int(c)}" for c in wide.columns]
+    soft = part.drop_duplicates(keys + ["point"]).groupby(keys)["softmax_robustness"].median()
+    wide["softmax robustness"] = soft
+    wide = wide.reset_index()
+    wide.insert(len(keys), "k", kk)
+    return _sort(wide, ["dataset", "arch", "attack", "rule", "method", "model", "n_samples"])
+
+
+def mann_whitney_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """One-sided Mann-Whitney U tests per dataset × attack × rule × layer.
+
+    ``det < model``: the baseline's LRP robustness is stochastically lower than the model's
+    (the ``Bay − Det`` and ``Adv − Det`` comparisons, SPEC §6); ``adv < model``: the
+    adversarially trained model's robustness is lower than the Bayesian model's (paper 000,
+    appendix H). Both samples are over the same attacked images.
+    """
+    columns = ["dataset", "arch", "attack", "rule", "layer", "k", "comparison", "model", "test",
+               "median difference", "n", "U", "p", "stars"]
+    diffs = paired_differences(df, k)
+    if diffs.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["dataset", "arch", "attack", "rule", "layer", "k"]
+    rows = []
+    for key, group in diffs.groupby(keys, sort=False):
+        base = str(group["baseline"].iloc[0])
+        advs = []
+        for (model, method, n), part in group.groupby(["model", "method", "n_samples"],
+                                                      sort=False):
+            res = mann_whitney(part["baseline_robustness"], part["robustness"], "less")
+            label = series_label(model, method, n)
+            kind = "Bay−Det" if method in BAYESIAN else "Adv−Det" if method == "adv" else \
+                "Model−Det"
+            rows.append(dict(zip(keys, key), comparison=kind, model=label,
+                             test=f"{base} < {label}",
+                             **{"median difference": float(part["diff"].median()),
+                                "n": res.n_b, "U": res.u, "p": res.pvalue,
+                                "stars": stars(res.pvalue)}))
+            if method == "adv":
+                advs.append((label, part.set_index("point")["robustness"]))
+        for adv_label, adv_rob in advs:
+            for (model, method, n), part in group.groupby(["model", "method", "n_samples"],
+                                                          sort=False):
+                if method not in BAYESIAN:
+                    continue
+                bay_rob = part.set_index("point")["robustness"]
+                res = mann_whitney(adv_rob, bay_rob, "less")
+                label = series_label(model, method, n)
+                common = adv_rob.index.intersection(bay_rob.index)
+                rows.append(dict(zip(keys, key), comparison="Bay−Adv", model=label,
+                                 test=f"{adv_label} < {label}",
+                                 **{"median difference": float(
+                                     (bay_rob.loc[common] - adv_rob.loc[common]).median()),
+                                    "n": res.n_b, "U": res.u, "p": res.pvalue,
+                                    "stars": stars(res.pvalue)}))
+    table = pd.DataFrame(rows, columns=columns)
+    return _sort(table, ["dataset", "arch", "attack", "rule", "layer"])
+
+
+def spearman_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """Spearman ρ between LRP and softmax robustness per model × sample count × layer."""
+    keys = ["dataset", "arch", "attack", "rule", "layer", "model", "method", "n_samples"]
+    kk = metric_k(df, k)
+    if kk is None:
+        return pd.DataFrame(columns=keys + ["rho", "p", "n"])
+    rows = []
+    for key, group in df[df["k"] == kk].groupby(keys, sort=False):
+        res = spearman(group["lrp_robustness"], group["softmax_robustness"])
+        rows.append(dict(zip(keys, key), rho=res.rho, p=res.pvalue, n=res.n))
+    table = pd.DataFrame(rows, columns=keys + ["rho", "p", "n"])
+    return _sort(table, ["dataset", "arch", "attack", "rule", "layer", "method", "model",
+                         "n_samples"])
+
+
+def nnz_table(df: pd.DataFrame, pixels: Mapping[str, int]) -> pd.DataFrame:
+    """Share of clean heatmaps with fewer non-zero pixels than the top-k selection size.
+
+    ``K = floor(k·P/100)`` with ``P`` = ``pixels[dataset]`` (NaN share when unknown). Such
+    heatmaps have ties at zero inside ``Top_k`` (SPEC §6, ``ties="nonzero"``).
+    """
+    keys = ["dataset", "arch", "model", "method", "n_samples", "rule", "layer", "k"]
+    columns = keys + ["P", "K", "images", "share nnz < K"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for key, group in df.groupby(keys, sort=False):
+        row = dict(zip(keys, key))
+        n_pixels = pixels.get(str(row["dataset"]))
+        if n_pixels:
+            K = topk_count(int(n_pixels), int(row["k"]))
+            share = float((group["nnz"] < K).mean())
+        else:
+            K, share = math.nan, math.nan
+        rows.append({**row, "P": n_pixels if n_pixels else math.nan, "K": K,
+                     "images": int(group["point"].nunique()), "share nnz < K": share})
+    table = pd.DataFrame(rows, columns=columns)
+    return _sort(table, ["dataset", "arch", "rule", "layer", "method", "model", "n_samples"])
+
+
+def _p_text(p: float) -> str:
+    if math.isnan(p):
+        return "n.a."
+    return f"{p:.1e}" if 0 < p < 1e-3 else f"{p:.3f}"
+
+
+def layer_pivot(table: pd.DataFrame, index: list[str], cell) -> pd.DataFrame:
+    """A display form of a long per-layer table: one column per layer, ``cell(row)`` text.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A table with a ``layer`` column and the ``index`` columns.
+    index : list of str
+        Columns identifying a display row.
+    cell : callable
+        Maps one row (a ``pandas.Series``) to the cell text.
+    """
+    if table.empty:
+        return pd.DataFrame(columns=index)
+    frame = table.assign(_cell=[cell(row) for _, row in table.iterrows()])
+    wide = frame.pivot(index=index, columns="layer", values="_cell")
+    wide.columns = [f"layer {int(c)}" for c in wide.columns]
+    wide = wide.reset_index()
+    # Keep the row order of the long table.
+    order = frame[index].drop_duplicates().reset_index(drop=True)
+    return order.merge(wide, on=index, how="left").fillna("–")
+
+
+def mann_whitney_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`mann_whitney_table` with one column per layer: median difference, p, stars."""
+    return layer_pivot(
+        table, ["dataset", "arch", "attack", "rule", "k", "comparison", "test"],
+        lambda r: f"{r['median difference']:+.3f}  {_p_text(r['p'])} {r['stars']}")
+
+
+def spearman_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`spearman_table` with one column per layer: ρ and its p-value."""
+    return layer_pivot(
+        table, ["dataset", "arch", "attack", "rule", "model", "method", "n_samples"],
+        lambda r: "n.a." if math.isnan(r["rho"]) else f"{r['rho']:+.2f} ({_p_text(r['p'])})")
+
+
+def nnz_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`nnz_table` with one column per layer holding the share of sparse heatmaps."""
+    return layer_pivot(
+        table, ["dataset", "arch", "rule", "model", "method", "n_samples", "k", "P", "K",
+                "images"],
+        lambda r: "n.a." if math.isnan(r["share nnz < K"]) else f"{r['share nnz < K']:.3f}")
