@@ -323,3 +323,38 @@ def reference_lrp(modules, x, rule="epsilon", layer=None, *, epsilon=0.1, gamma=
             rin = backward(steps, r, rule, opts)
             out[s, b] = rin.reshape(x.shape[1:]).sum(0)
     return out
+
+
+# ----------------------------------------------------------------------------- test fixtures
+def randomize_batchnorm(net, gen, shift=0.2):
+    """Give every BatchNorm2d non-trivial running statistics and affine parameters."""
+    import torch
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(shift * torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
+                m.bias.copy_(shift * torch.randn(m.num_features, generator=gen))
+    return net
+
+
+def zero_biases(net):
+    """Remove every bias (Linear/Conv bias, BatchNorm shift and running mean)."""
+    import torch
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+                m.bias.zero_()
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.bias.zero_()
+    return net
+
+
+def double_ensemble(modules):
+    """A float64 Ensemble of ``modules`` (which must come from ``bayeslrp.nets.build``)."""
+    from bayeslrp import Ensemble
+    ens = Ensemble.from_modules(modules)
+    params = {k: (v.double() if v.is_floating_point() else v) for k, v in ens.params.items()}
+    return Ensemble(ens.spec, params)

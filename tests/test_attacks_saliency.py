@@ -172,6 +172,25 @@ def test_explanation_options_are_passed_through(images):
                           explain_fn=recording)
     assert ("alpha_beta", None, 3, True, 50.0, {}) in seen
     assert ("alpha_beta", None, 3, False, None, {}) in seen  # the target heatmap is the true LRP
+    seen.clear()
+    bl.attacks.region(ens, images, steps=1, seed=1, explain_fn=recording, lrp_seed="one")
+    assert all(kwargs == {"seed": "one"} for *_, kwargs in seen)  # LRP's own seed option
+
+
+def test_default_explanation_is_bayeslrp_lrp(trained):
+    ens, x, _ = trained
+    xs = x[:8]
+    R0 = bl.lrp.explain(ens, xs, rule="epsilon")
+    xa = bl.attacks.topk(ens, xs, steps=3)
+    assert torch.equal(ens.predict(xa), ens.predict(xs))
+    assert float((xa - xs).abs().max()) <= 0.2 + 1e-6
+    assert float(bl.metrics.lrp_robustness(R0, bl.lrp.explain(ens, xa)).mean()) < 1.0
+    target = xs.flip(0)
+    xm = bl.attacks.manipulate(ens, xs, target, steps=3, lr=0.05, layer=3)
+    R_t = bl.lrp.explain(ens, target, layer=3)
+    before = (bl.lrp.explain(ens, xs, layer=3) - R_t).flatten(1).norm(dim=1)
+    after = (bl.lrp.explain(ens, xm, layer=3) - R_t).flatten(1).norm(dim=1)
+    assert float(after.mean()) < float(before.mean())
 
 
 def test_bad_heatmap_shape_is_reported(images):

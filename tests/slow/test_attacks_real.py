@@ -29,7 +29,8 @@ def perturbed_ensemble(mnist_model):
     """A 4-sample ensemble around the trained weights (exercises the S > 1 code paths)."""
     ens, _, _ = mnist_model
     gen = torch.Generator().manual_seed(1)
-    params = {k: v + 0.02 * torch.randn((4, *v.shape[1:]), generator=gen) for k, v in ens.params.items()}
+    params = {k: v + 0.02 * torch.randn((4, *v.shape[1:]), generator=gen)
+              for k, v in ens.params.items()}
     return bl.Ensemble(ens.spec, params)
 
 
@@ -46,7 +47,8 @@ def test_pgd_loss_is_at_least_fgsm_loss_for_most_points(mnist_model):
     pgd = bl.attacks.evaluate(ens, x, x_pgd, y)
     at_least = (pgd["loss_adv"] >= fgsm["loss_adv"] - 1e-6).float().mean().item()
     print(f"\nPGD loss >= FGSM loss on {at_least:.1%} of {N_POINTS} points; adversarial accuracy "
-          f"FGSM {fgsm['correct_adv'].float().mean():.3f}, PGD {pgd['correct_adv'].float().mean():.3f}")
+          f"FGSM {fgsm['correct_adv'].float().mean():.3f}, "
+          f"PGD {pgd['correct_adv'].float().mean():.3f}")
     assert at_least >= 0.9
     assert float(pgd["linf"].max()) <= 0.2 + 1e-6
 
@@ -92,7 +94,8 @@ def test_region_moves_relevance_into_the_region_and_keeps_labels(mnist_model):
 
     changed = (ens.predict(x_reg) != ens.predict(x)).float().mean().item()
     rob = bl.metrics.lrp_robustness(explain(ens, x), explain(ens, x_reg), k=20)
-    print(f"\nregion: |R| share in A_k median {share(x).median():.3f} -> {share(x_reg).median():.3f}; "
+    print(f"\nregion: |R| share in A_k median {share(x).median():.3f} -> "
+          f"{share(x_reg).median():.3f}; "
           f"20%-LRP robustness median {rob.median():.3f}; labels changed {changed:.1%}")
     assert float(share(x_reg).median()) > float(share(x).median()) + 0.05
     assert changed <= 0.01

@@ -83,14 +83,20 @@ def image_chunks(ens: Ensemble, x: torch.Tensor, n_samples: int, batch_size: int
                  memory_budget: int = DEFAULT_ATTACK_MEMORY) -> Iterator[slice]:
     """Slices of the image axis.
 
-    ``batch_size=None`` picks the largest chunk whose graph (``factor`` × the activations of
-    ``n_samples`` networks, float32) fits ``memory_budget`` bytes.
+    ``batch_size=None`` uses the fewest chunks whose graph (``factor`` × the activations of
+    ``n_samples`` networks, float32) fits ``memory_budget`` bytes, of nearly equal sizes (no
+    small, inefficient tail chunk).
     """
+    n_images = x.shape[0]
     if batch_size is None:
         per_image = activation_numel(ens, x) * n_samples * 4 * factor
-        batch_size = max(1, int(memory_budget // per_image))
-    elif int(batch_size) < 1:
+        largest = max(1, int(memory_budget // per_image))
+        n_chunks = -(-n_images // largest)
+        for i in range(n_chunks):
+            yield slice(i * n_images // n_chunks, (i + 1) * n_images // n_chunks)
+        return
+    if int(batch_size) < 1:
         raise BayesLRPError(f"batch_size must be >= 1; got {batch_size}")
     batch_size = int(batch_size)
-    for start in range(0, x.shape[0], batch_size):
-        yield slice(start, min(start + batch_size, x.shape[0]))
+    for start in range(0, n_images, batch_size):
+        yield slice(start, min(start + batch_size, n_images))

@@ -149,7 +149,8 @@ def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.T
 def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start, restarts,
                  targeted, seed, batch_size) -> torch.Tensor:
     if mode not in MODES:
-        raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; "
+                            f"choose one of {', '.join(MODES)}")
     check_positive(eps=eps, alpha=alpha)
     if int(steps) < 1 or int(restarts) < 1:
         raise BayesLRPError(f"steps and restarts must be >= 1; got {steps}, {restarts}")

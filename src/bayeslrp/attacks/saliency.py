@@ -244,7 +244,10 @@ def random_other_indices(n: int, seed: int = 0) -> torch.Tensor:
 
 def random_region(n_images: int, shape: tuple[int, int], k: float = 20,
                   seed: int = 0) -> torch.Tensor:
-    """Per image, a random set of ``floor(k·P/100)`` of the ``P = H·W`` pixels, bool ``[B, H, W]``."""
+    """Per image a random set of ``floor(k·P/100)`` of the ``P = H·W`` pixels, bool ``[B, H, W]``.
+
+    Seeded (``torch.Generator``): same arguments, same regions.
+    """
     generator = torch.Generator().manual_seed(int(seed))
     scores = torch.rand((n_images, *shape), generator=generator)
     return metrics.topk_mask(scores, k=k, mode="abs", ties="index")

@@ -46,9 +46,9 @@ from bayeslrp.experiment.store import Store
 from bayeslrp.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 __all__ = [
-    "EXECUTORS", "HEATMAP_POINTS", "Executor", "LocalExecutor", "Plan", "RunResult",
-    "check_plan", "execute_task", "finalize", "plan_run", "resolve_device", "run_experiment",
-    "run_tasks",
+    "EXECUTORS", "HEATMAP_POINTS", "Executor", "LocalExecutor", "Part", "Plan", "RunResult",
+    "check_plan", "data_problem", "execute_task", "finalize", "load_configs", "plan_run",
+    "resolve_device", "run_experiment", "run_tasks",
 ]
 
 #: Attacked points (the first ones, in test-index order) whose heatmaps are saved for figures.
@@ -122,6 +122,11 @@ def check_plan(cfg: Config) -> None:
                                 f"implemented; use adv_mix: false or adv_attack: fgsm")
         if m.method != "hmc":
             continue
+        if m.chains > 1 and m.n_samples // m.chains < 8:
+            # split-chain R-hat and bulk ESS need at least 4 draws per half chain
+            raise BayesLRPError(f"{where}.n_samples: with {m.chains} chains each chain must keep "
+                                f"at least 8 samples for R-hat and ESS; use n_samples >= "
+                                f"{8 * m.chains}")
         if m.subset is not None and train_size is not None and m.subset > train_size:
             raise BayesLRPError(f"{where}.subset: larger than the {train_size} training images")
         if m.mode == "blocks":
@@ -135,14 +140,85 @@ def check_plan(cfg: Config) -> None:
                                         f"{m.block_size}; ask for at least {blocks} samples")
 
 
+_DOC_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+
+
+def load_configs(source: Any) -> list[Config]:
+    """One or more configs: YAML documents separated by ``---`` lines, or a list of configs.
+
+    A profile (``reproduce --profile paper``) needs one document per dataset; all of them
+    run into the same run directory and share its results table, so model names must be
+    unique across documents.
+
+    Raises
+    ------
+    BayesLRPError
+        The first problem, prefixed with ``document N:`` when there are several documents.
+    """
+    from bayeslrp.experiment.config import _read_source
+
+    if isinstance(source, (list, tuple)):
+        configs = [load_config(c) for c in source]
+    elif isinstance(source, (Config, dict)):
+        configs = [load_config(source)]
+    else:
+        text = _read_source(source)
+        docs = [d for d in _DOC_SEPARATOR.split(text)
+                if any(line.strip() and not line.lstrip().startswith("#")
+                       for line in d.splitlines())]
+        if len(docs) <= 1:
+            configs = [load_config(text)]
+        else:
+            configs = []
+            for i, doc in enumerate(docs, start=1):
+                try:
+                    configs.append(load_config(doc))
+                except BayesLRPError as exc:
+                    raise BayesLRPError(f"document {i}: {exc}") from None
+    if not configs:
+        raise BayesLRPError("config error at (top level): the config is empty")
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(configs, start=1):
+        for m in cfg.models:
+            if m.name in seen and len(configs) > 1:
+                raise BayesLRPError(f"document {i}: config error at models: model name "
+                                    f"{m.name!r} is also used in document {seen[m.name]}; names "
+                                    f"must be unique across documents")
+            seen.setdefault(m.name, i)
+    return configs
+
+
+def data_problem(cfg: Config) -> str | None:
+    """Why the config's dataset cannot be loaded, or None when a source exists."""
+    from bayeslrp import data
+
+    info = data.info(cfg.data.dataset, data_dir=cfg.data.data_dir, check=False)
+    if info["source"] != "missing":
+        return None
+    return (f"{cfg.data.dataset} data not found; run `bayeslrp data fetch {cfg.data.dataset}` "
+            f"or set data.data_dir")
+
+
 @dataclass(frozen=True)
-class Plan:
-    """A validated experiment: config, task grid, run directory, device."""
+class Part:
+    """One validated config of a plan, its task grid and its device."""
 
     config: Config
     grid: Grid
-    run_dir: Path
     device: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated experiment: one part per config document, the run directory."""
+
+    parts: tuple[Part, ...]
+    run_dir: Path
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def configs(self) -> list[Config]:
+        return [p.config for p in self.parts]
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -156,30 +232,44 @@ def _check_run_dir(run_dir: Path) -> None:
                                 f"choose another --run-dir")
 
 
-def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None) -> Plan:
+def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None, *,
+             skip_unavailable: bool = False) -> Plan:
     """Validate everything without writing anything.
 
     Parameters
     ----------
-    config : path, YAML text, mapping or Config
+    config : path, YAML text (one or more documents), mapping, Config, or a list of these
     run_dir : path
     device : str, optional
-        Overrides ``config.device``.
+        Overrides each config's ``device``.
+    skip_unavailable : bool
+        Leave out documents whose dataset is not available (``Plan.skipped`` says which);
+        otherwise missing data is an error.
 
     Raises
     ------
     BayesLRPError
-        On any problem with the config, the plan, the device or the run directory.
+        On any problem with a config, the plan, the data, the device or the run directory.
     """
-    cfg = load_config(config)
+    configs = load_configs(config)
     if device is not None:
-        cfg = load_config({**cfg.model_dump(mode="json"), "device": device})
-    check_plan(cfg)
-    resolved = resolve_device(cfg.device)
-    grid = expand_grid(cfg)
+        configs = [load_config({**c.model_dump(mode="json"), "device": device})
+                   for c in configs]
+    parts, skipped = [], []
+    for cfg in configs:
+        check_plan(cfg)
+        problem = data_problem(cfg)
+        if problem is not None:
+            if not skip_unavailable:
+                raise BayesLRPError(problem)
+            skipped.append(f"{cfg.name} ({cfg.data.dataset}): {problem}")
+            continue
+        parts.append(Part(cfg, expand_grid(cfg), resolve_device(cfg.device)))
+    if not parts:
+        raise BayesLRPError(f"no config can run: {'; '.join(skipped)}")
     path = Path(run_dir)
     _check_run_dir(path)
-    return Plan(cfg, grid, path, resolved)
+    return Plan(tuple(parts), path, tuple(skipped))
 
 
 # --------------------------------------------------------------------------- executing
@@ -292,7 +382,7 @@ class _StageBars:
 class TaskStats:
     """What :func:`run_tasks` did: labels computed (with seconds) and reused."""
 
-    computed: dict[str, float] = field(default_factory=dict)
+    computed: list[tuple[str, float]] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
 
 
@@ -349,7 +439,7 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
                 done.add(task.key)
                 store.record_stage(task.label, task.stage, task.key, computed=True,
                                    seconds=seconds)
-                stats.computed[task.label] = seconds
+                stats.computed.append((task.label, seconds))
                 bars.done(task.stage, seconds)
             elif remaining:
                 stuck = ", ".join(t.label for t in list(remaining)[:3])
@@ -363,10 +453,10 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
 # --------------------------------------------------------------------------- run directory
 
 
-def _models_json(cfg: Config, grid: Grid, store: Store) -> list[dict[str, Any]]:
+def _models_json(part: Part, store: Store) -> list[dict[str, Any]]:
     out = []
-    for m in cfg.models:
-        task = grid.by_label(f"train[{m.name}]")
+    for m in part.config.models:
+        task = part.grid.by_label(f"train[{m.name}]")
         meta = store.load_meta(task.key)
         facts = meta["facts"]["model"]
         out.append({"name": m.name, "method": facts["method"], "arch": facts["arch"],
@@ -377,12 +467,11 @@ def _models_json(cfg: Config, grid: Grid, store: Store) -> list[dict[str, Any]]:
     return out
 
 
-def _write_heatmaps(cfg: Config, grid: Grid, store: Store, run_dir: Path) -> list[Path]:
-    """``heatmaps/<model>__<attack>__<rule>__layer<L>__n<n>.safetensors`` for the figures."""
+def _heatmap_files(part: Part, store: Store, folder: Path) -> list[Path]:
+    """``<model>__<attack>__<rule>__layer<L>__n<n>.safetensors`` for the figures."""
     from bayeslrp.experiment.store import tensors_to_bytes
 
-    folder = run_dir / "heatmaps"
-    folder.mkdir(exist_ok=True)
+    grid = part.grid
     data = store.load_tensors(grid.by_label("data").key, st.DATA_FILE)
     b = min(HEATMAP_POINTS, int(data["points"].numel()))
     written: list[Path] = []
@@ -401,24 +490,66 @@ def _write_heatmaps(cfg: Config, grid: Grid, store: Store, run_dir: Path) -> lis
             path = folder / f"{model}__{source}__{rule}__layer{layer}__n{n}.safetensors"
             atomic_write_bytes(path, tensors_to_bytes(tensors))
             written.append(path)
-    keep = {p.name for p in written}
-    for old in folder.iterdir():  # heatmaps of an earlier config in this run directory
-        if old.name not in keep and _HEATMAP_FILE.match(old.name):
-            old.unlink()
     return written
 
 
-def finalize(cfg: Config, grid: Grid, store: Store, run_dir: Path) -> dict[str, Path]:
-    """Write the run directory's summary files from the stored artifacts."""
-    compare = grid.by_label("compare")
+_TABLE_ORDER = {
+    st.RESULTS_FILE: st.RESULT_ORDER,
+    st.DIFFERENCES_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k",
+                          "point"],
+    st.TESTS_FILE: ["dataset", "model", "test", "other", "attack", "rule", "layer",
+                    "n_samples", "k"],
+    st.SPEARMAN_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k"],
+}
+
+
+def _combined_table(parts: tuple[Part, ...], store: Store, name: str) -> bytes:
+    keys = [p.grid.by_label("compare").key for p in parts]
+    if len(keys) == 1:
+        return store.read_bytes(keys[0], name)
+    import pandas as pd
+
+    from bayeslrp.experiment.store import table_to_bytes
+
+    frames = [store.load_table(k, name) for k in keys]
+    frames = [f for f in frames if len(f)] or frames[:1]
+    table = pd.concat(frames, ignore_index=True)
+    order = [c for c in _TABLE_ORDER[name] if c in table.columns]
+    if len(table) and order:
+        table = table.sort_values(order, kind="mergesort")
+    return table_to_bytes(table.reset_index(drop=True))
+
+
+def finalize(plan: Plan, store: Store) -> dict[str, Path]:
+    """Write the run directory's summary files from the stored artifacts.
+
+    ``results.parquet`` and the comparison tables are the ``compare`` artifacts' tables
+    (concatenated and re-sorted when the plan has several documents); ``models.json``,
+    ``config.yaml`` and ``heatmaps/`` cover every document. Heatmap files of an earlier
+    config in the same run directory are removed.
+    """
+    run_dir = plan.run_dir
     paths: dict[str, Path] = {}
     for name in COPIED_TABLES:
-        paths[name] = atomic_write_bytes(run_dir / name, store.read_bytes(compare.key, name))
-    paths["models.json"] = atomic_write_json(run_dir / "models.json",
-                                             _models_json(cfg, grid, store))
-    paths["config.yaml"] = atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    _write_heatmaps(cfg, grid, store, run_dir)
-    paths["heatmaps"] = run_dir / "heatmaps"
+        paths[name] = atomic_write_bytes(run_dir / name, _combined_table(plan.parts, store, name))
+    models = [entry for part in plan.parts for entry in _models_json(part, store)]
+    paths["models.json"] = atomic_write_json(run_dir / "models.json", models)
+    text = "---\n".join(dump_config(p.config) for p in plan.parts)
+    paths["config.yaml"] = atomic_write_text(run_dir / "config.yaml", text)
+    folder = run_dir / "heatmaps"
+    folder.mkdir(exist_ok=True)
+    keep = {f.name for part in plan.parts for f in _heatmap_files(part, store, folder)}
+    for old in folder.iterdir():
+        if old.name not in keep and _HEATMAP_FILE.match(old.name):
+            old.unlink()
+    paths["heatmaps"] = folder
+    work = run_dir / "work"
+    if work.is_dir():  # scratch directories of finished stages are removed; drop empty parents
+        for sub in sorted(work.iterdir()):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        with contextlib.suppress(OSError):
+            work.rmdir()
     return paths
 
 
@@ -428,26 +559,30 @@ class RunResult:
 
     run_dir: Path
     results: Path
-    computed: dict[str, float]
+    computed: list[tuple[str, float]]
     reused: list[str]
     seconds: float
-    config: Config = field(repr=False)
+    plan: Plan = field(repr=False)
 
 
 def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | None = None,
-                   executor: str | Executor = "local", progress: bool = False) -> RunResult:
+                   executor: str | Executor = "local", progress: bool = False,
+                   skip_unavailable: bool = False) -> RunResult:
     """Validate, run (resuming from any stored artifacts) and write the run directory.
 
     Parameters
     ----------
-    config : path, YAML text, mapping or Config
+    config : path, YAML text (one or more documents), mapping, Config, or a list of these
     run_dir : path
-        Created if needed; a directory of an earlier run (of any config) is reused.
+        Created if needed; a directory of an earlier run (of any config) is reused: every
+        artifact whose key matches is not computed again.
     device : str, optional
-        Overrides the config's device.
+        Overrides the configs' device.
     executor : str or Executor
     progress : bool
         Progress bars per stage on stderr.
+    skip_unavailable : bool
+        Leave out documents whose dataset is not available instead of failing.
 
     Returns
     -------
@@ -456,30 +591,40 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     Raises
     ------
     BayesLRPError
-        For user errors, before anything is written when they are in the config.
+        For user errors; problems with the config are found before anything is written.
     """
     started = time.perf_counter()
-    plan = plan_run(config, run_dir, device)
-    cfg = plan.config
-    import torch  # noqa: F401  (imported before the manifest records versions and threads)
+    plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable)
+    import torch  # noqa: F401  (loaded before the manifest records versions and threads)
 
     store = Store(plan.run_dir)
     store.clean_tmp()
-    seeds = {"seed": cfg.seed, **{f"model.{m.name}": (m.seed if m.seed is not None
-                                                      else cfg.seed) for m in cfg.models}}
-    store.begin_run(config_key=config_key(cfg), seeds=seeds,
-                    extra={"name": cfg.name, "device": plan.device, "tasks": len(plan.grid),
-                           "unique_tasks": len(plan.grid.unique())})
-    ctx = st.StageContext(device=plan.device, data_dir=cfg.data.data_dir)
+    seeds = {f"{p.config.name}.seed": p.config.seed for p in plan.parts}
+    for p in plan.parts:
+        seeds.update({f"model.{m.name}": (m.seed if m.seed is not None else p.config.seed)
+                      for m in p.config.models})
+    keys = [config_key(p.config) for p in plan.parts]
+    store.begin_run(config_key=keys[0] if len(keys) == 1 else config_key(keys), seeds=seeds,
+                    extra={"names": [p.config.name for p in plan.parts],
+                           "devices": [p.device for p in plan.parts],
+                           "tasks": sum(len(p.grid) for p in plan.parts),
+                           "skipped": list(plan.skipped)})
     status = "failed"
+    computed: list[tuple[str, float]] = []
+    reused: list[str] = []
     try:
-        stats = run_tasks(plan.grid.tasks, store, ctx, executor=executor, progress=progress)
-        finalize(cfg, plan.grid, store, plan.run_dir)
+        for part in plan.parts:
+            ctx = st.StageContext(device=part.device, data_dir=part.config.data.data_dir)
+            stats = run_tasks(part.grid.tasks, store, ctx, executor=executor,
+                              progress=progress)
+            computed.extend(stats.computed)
+            reused.extend(stats.reused)
+        finalize(plan, store)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         store.end_run(status)
-    return RunResult(plan.run_dir, plan.run_dir / st.RESULTS_FILE, stats.computed,
-                     stats.reused, time.perf_counter() - started, cfg)
+    return RunResult(plan.run_dir, plan.run_dir / st.RESULTS_FILE, computed, reused,
+                     time.perf_counter() - started, plan)

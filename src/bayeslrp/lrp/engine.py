@@ -17,8 +17,9 @@ from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from . import targets as tg
 from .bayes import MeanStd
-from .layers import Context, Node, compile_network
-from .rules import Rule, make_rule
+from .layers import (Activation, Block, Context, Dense, Flatten, Node, Normalize, Passthrough,
+                     compile_network)
+from .rules import Rule, is_shared, make_rule
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
 REDUCTIONS = ("mean", "mean_std", None)
@@ -31,6 +32,9 @@ def _model_params(model, n_samples):
         params = {k: v[:n] for k, v in model.params.items()}
         return model.module, params, n
     if isinstance(model, nn.Module):
+        if not isinstance(model, nn.Sequential):
+            raise BayesLRPError(f"LRP needs an nn.Sequential network (got "
+                                f"{type(model).__name__}); build it with bayeslrp.nets.build")
         if n_samples not in (None, 1):
             raise BayesLRPError(f"a single network has one sample; n_samples={n_samples} is not "
                                 "available (wrap several networks in bl.Ensemble.from_modules)")
@@ -56,6 +60,37 @@ def _forward(nodes: list[Node], x: torch.Tensor, ctx: Context, s: int, keep: boo
         if keep:
             records.append(rec)
     return a, records
+
+
+def _mark_seeded_map(nodes: list[Node], records: list) -> None:
+    """Tell the affine map right below a single-unit / single-channel seed about it."""
+    for node, record in zip(reversed(nodes), reversed(records)):
+        if isinstance(node, Dense):
+            node.affine_of(record).single_seed = True
+            return
+        if isinstance(node, Block):
+            record[1][4].single_seed = True  # the block's second convolution
+            return
+        if not isinstance(node, (Activation, Passthrough)):
+            return
+
+
+def _mark_summed_input(nodes: list[Node], records: list) -> bool:
+    """Let the layer reading the sample-shared input sum its relevance over the samples.
+
+    Only the nodes before it pass relevance unchanged, so the summed input relevance is the
+    sum of the per-sample heatmaps. Returns whether the mark was set.
+    """
+    for node, record in zip(nodes, records):
+        if isinstance(node, Dense):
+            a = node.input_of(record)
+            if a.shape[0] > 1 and is_shared(a):
+                node.affine_of(record).sum_samples = True
+                return True
+            return False
+        if not isinstance(node, (Passthrough, Normalize, Flatten)):
+            return False
+    return False
 
 
 def _bytes_per_pair(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
@@ -185,16 +220,19 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
 
     grad_mode = torch.enable_grad() if create_graph else torch.no_grad()
     mean_parts, std_parts, full_parts = [], [], []
+    contexts: dict[int, Context] = {}
     with grad_mode:
         for b0 in range(0, n_images, b_chunk):
             b1 = min(n_images, b0 + b_chunk)
             xb = x[b0:b1]
-            acc, per_sample = MeanStd(), []
+            acc, per_sample = MeanStd(with_std=reduce == "mean_std"), []
             for s0 in range(0, n, s_chunk):
                 s1 = min(n, s0 + s_chunk)
-                ctx = Context({k: v[s0:s1] for k, v in params.items()}, rule_obj,
-                              surrogate_beta=None if surrogate_beta is None
-                              else float(surrogate_beta))
+                ctx = contexts.get(s0)
+                if ctx is None:  # one per sample chunk: its prepared weights are reused
+                    ctx = contexts[s0] = Context(
+                        {k: v[s0:s1] for k, v in params.items()}, rule_obj,
+                        surrogate_beta=None if surrogate_beta is None else float(surrogate_beta))
                 h, records = _forward(nodes, xb, ctx, s1 - s0, keep=True)
                 if cut.is_output:
                     if fixed is not None:
@@ -207,12 +245,18 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
                 else:
                     r = tg.inner_seed(h, seed, inner, None if fixed is None else fixed[b0:b1])
                 del h
+                if cut.is_output or inner == "max":
+                    _mark_seeded_map(nodes, records)
+                summed = reduce == "mean" and _mark_summed_input(nodes, records)
                 for node in reversed(nodes):
                     r = node.relevance(r, records.pop(), ctx)
-                heat = r.sum(dim=2)  # relevance summed over input channels: [s, b, H, W]
+                # relevance summed over input channels: [s, b, H, W] (or [1, b, H, W] summed)
+                heat = r[:, :, 0] if r.shape[2] == 1 else r.sum(dim=2)
                 del r
                 if reduce is None:
                     per_sample.append(heat)
+                elif summed:
+                    acc.add_sum(heat[0], s1 - s0)
                 else:
                     acc.add(heat)
             if reduce is None:

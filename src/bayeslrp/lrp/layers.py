@@ -17,7 +17,7 @@ parameter dict, keyed by the module's ``state_dict`` names) and returns a record
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,7 +26,8 @@ from torch import nn
 
 from .. import nets
 from ..errors import BayesLRPError
-from .maps import ConvMap, LinearMap, flatten_features, from_grouped, to_grouped
+from .maps import (CHANNELS_LAST, ConvMap, LinearMap, flatten_features, from_grouped,
+                   SummedMap, grouped_channels_last, grouped_weight, to_grouped)
 from .rules import Rule, elementwise, is_shared, stabilize
 
 
@@ -38,6 +39,7 @@ class Context:
     rule: Rule
     surrogate_beta: float | None = None
     true_activations: bool = False  # ignore the surrogate (used for the target pre-pass)
+    cache: dict = field(default_factory=dict)  # folded weights, reused across image chunks
 
 
 class Node:
@@ -93,6 +95,17 @@ class Dense(Node):
         self.is_conv = isinstance(module, nn.Conv2d)
 
     def weights(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight, bias) of this chunk's samples, BatchNorm folded, convolutions in the
+        channels-last layout of the grouped convolution; computed once per context."""
+        if self.prefix not in ctx.cache:
+            weight, bias = self._fold(ctx)
+            if self.is_conv:
+                s, o = weight.shape[:2]
+                weight = grouped_weight(weight).view(s, o, *weight.shape[2:])
+            ctx.cache[self.prefix] = (weight, bias)
+        return ctx.cache[self.prefix]
+
+    def _fold(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor | None]:
         p = ctx.params
         weight = p[f"{self.prefix}.weight"]
         bias = p.get(f"{self.prefix}.bias") if self.module.bias is not None else None
@@ -123,8 +136,20 @@ class Dense(Node):
         z = amap.forward(a, weight, bias)
         return z, (a, z, weight, bias, amap)
 
+    @staticmethod
+    def affine_of(record):
+        """The affine map a forward pass recorded (for marks the engine sets on it)."""
+        return record[4]
+
+    @staticmethod
+    def input_of(record):
+        return record[0]
+
     def relevance(self, r, record, ctx):
         a, z, weight, bias, amap = record
+        if getattr(amap, "sum_samples", False):
+            # shared input, mean wanted: relevance summed over the samples, [1, B, ...]
+            return ctx.rule.relevance(SummedMap(amap), a[:1], z, weight, bias, r)
         return ctx.rule.relevance(amap, a, z, weight, bias, r)
 
 
@@ -178,8 +203,7 @@ class Flatten(Node):
         return flatten_features(a), a.shape
 
     def relevance(self, r, record, ctx):
-        s, b = r.shape[:2]
-        return r.transpose(0, 1).reshape(b, s, *record[2:]).transpose(0, 1)
+        return r.reshape(*r.shape[:2], *record[2:])
 
 
 class Passthrough(Node):
@@ -222,7 +246,7 @@ class MaxPool(Node):
         if a.dim() != 5:
             raise BayesLRPError(f"{m} at position {self.first} needs image-shaped inputs")
         shared = is_shared(a)
-        x = a[0] if shared else to_grouped(a)
+        x = a[0] if shared else grouped_channels_last(a)
         out, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
                                 ceil_mode=m.ceil_mode, return_indices=True)
         if shared:
@@ -232,12 +256,22 @@ class MaxPool(Node):
     def relevance(self, r, record, ctx):
         idx, in_shape, shared = record
         s, b, c, h, w = in_shape
-        rg = to_grouped(r)  # [B, s*C, H', W']
+        m = self.module
         if shared:
             idx = idx.repeat(1, s, 1, 1)
-        flat = rg.new_zeros(b, s * c, h * w)
-        flat = flat.scatter_add(2, idx.reshape(b, s * c, -1), rg.reshape(b, s * c, -1))
-        return from_grouped(flat.view(b, s * c, h, w), s)
+        channels_last = (idx.is_contiguous(memory_format=CHANNELS_LAST)
+                         and not idx.is_contiguous())
+        fmt = CHANNELS_LAST if channels_last else torch.contiguous_format
+        grad = grouped_channels_last(r) if channels_last else to_grouped(r).contiguous()
+        # routing each output's relevance to its recorded winner (accumulating where windows
+        # overlap) is exactly max-pooling's backward; it is differentiable in `r`. The input
+        # argument only conveys the input's size and memory layout.
+        like = torch.empty((b, s * c, h, w), dtype=r.dtype, device=r.device, memory_format=fmt)
+        out = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, like, _pair(m.kernel_size),
+            _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding),
+            _pair(m.dilation), m.ceil_mode, idx)
+        return from_grouped(out, s)
 
 
 class AvgPool(Node):

@@ -36,8 +36,34 @@ def sign0(z: torch.Tensor) -> torch.Tensor:
 
 
 def stabilize(z: torch.Tensor, delta: float) -> torch.Tensor:
-    """``z + delta·sign(z)`` (``sign(0) = +1``): a denominator pushed away from zero."""
-    return torch.where(z >= 0, z + delta, z - delta)
+    """``z + delta·sign(z)`` (``sign(0) = +1``): a denominator pushed away from zero.
+
+    Without a graph this is computed as ``copysign(|z| + delta, z)`` (two passes fewer), which
+    treats ``-0.0`` as negative; a ``-0.0`` output only arises when every contribution to it is
+    zero, so its relevance is zero either way.
+    """
+    if z.requires_grad:
+        step = z.new_tensor(delta)
+        return z + torch.where(z >= 0, step, -step)
+    return z.abs().add_(delta).copysign_(z)
+
+
+def divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator``, reusing the denominator's memory when no graph is built."""
+    if torch.is_grad_enabled() and (numerator.requires_grad or denominator.requires_grad):
+        return numerator / denominator
+    if denominator.shape != numerator.shape or denominator.dtype != numerator.dtype:
+        return numerator / denominator
+    return torch.div(numerator, denominator, out=denominator)
+
+
+def times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``a * c`` for a freshly computed ``c``, in place when no graph is built."""
+    if torch.is_grad_enabled() and (c.requires_grad or a.requires_grad):
+        return a * c
+    if torch.broadcast_shapes(c.shape, a.shape) != c.shape or c.dtype != a.dtype:
+        return a * c
+    return c.mul_(a)
 
 
 def is_shared(a: torch.Tensor) -> bool:
@@ -104,8 +130,8 @@ class Epsilon(Rule):
     def relevance(self, layer, a, z, weight, bias, relevance):
         if z is None:
             z = layer.forward(a, weight, bias)
-        s = relevance / stabilize(z, self.epsilon)
-        return a * layer.backward(s, weight)
+        s = divide(relevance, stabilize(z, self.epsilon))
+        return times(layer.backward(s, weight), a)
 
 
 @dataclass(frozen=True)
@@ -124,8 +150,8 @@ class Gamma(Rule):
         w = weight + self.gamma * positive_part(weight)
         b = None if bias is None else bias + self.gamma * positive_part(bias)
         zg = layer.forward(a, w, b)
-        s = relevance / stabilize(zg, self.stabilizer)
-        return a * layer.backward(s, w)
+        s = divide(relevance, stabilize(zg, self.stabilizer))
+        return times(layer.backward(s, w), a)
 
 
 @dataclass(frozen=True)

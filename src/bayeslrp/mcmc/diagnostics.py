@@ -14,8 +14,6 @@ Draws are arrays shaped ``[chains, draws, ...]``; each trailing element is diagn
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from ..errors import BayesLRPError
 
@@ -92,6 +90,9 @@ def split_rhat(draws) -> np.ndarray:
 
 def rank_normalize(draws) -> np.ndarray:
     """Normal scores of the pooled ranks: ``Φ⁻¹((r - 3/8) / (S + 1/4))`` (Blom), per element."""
+    from scipy.special import ndtri  # imported here: scipy.stats is slow to import
+    from scipy.stats import rankdata
+
     x = _as_draws(draws, min_draws=1)
     flat = x.reshape(-1, *x.shape[2:])
     ranks = rankdata(flat, axis=0)

@@ -94,7 +94,6 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
 
     total = warmup + n_samples
     windows = mass_windows(warmup) if mass == "diag" else []
-    window_ends = {end: start for start, end in windows}
     with progress_bar(description, total, enabled=progress) as bar:
         bar.advance(state.iteration)
         while state.iteration < total:
@@ -110,21 +109,8 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
                 state.trace[key].append(getattr(info, key))
             state.trace["step_size"].append(state.step_size)
             if in_warmup:
-                if adapt_step_size:
-                    state.step_size = state.dual.update(info.accept_stat)
-                if any(start <= i < end for start, end in windows):
-                    state.welford.add(point.q)
-                if i + 1 in window_ends:
-                    state.inv_mass = state.welford.regularized_variance().to(init.dtype)
-                    state.welford.reset()
-                    if adapt_step_size:
-                        state.step_size, spent = find_reasonable_step_size(
-                            potential_fn, state.point, state.inv_mass, state.generator,
-                            state.step_size)
-                        state.n_grad += spent
-                        state.dual.restart(state.step_size)
-                if i + 1 == warmup and adapt_step_size:
-                    state.step_size = state.dual.final_step_size
+                _adapt(state, potential_fn, info.accept_stat, i, warmup, windows,
+                       adapt_step_size)
             kept = None if in_warmup else point.q.detach().clone()
             if kept is not None:
                 state.samples.append(kept)
@@ -135,6 +121,25 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
             bar.advance(1, acc=_mean(state.trace["accept_stat"][-20:]), eps=state.step_size,
                         div=sum(state.trace["divergent"]))
     return _result(state, warmup, init)
+
+
+def _adapt(state: ckpt.ChainState, potential_fn, accept_stat: float, i: int, warmup: int,
+           windows: list[tuple[int, int]], adapt_step_size: bool) -> None:
+    """Warmup iteration ``i`` done: update the step size and, in a window, the mass matrix."""
+    if adapt_step_size:
+        state.step_size = state.dual.update(accept_stat)
+    if any(start <= i < end for start, end in windows):
+        state.welford.add(state.point.q)
+    if any(i + 1 == end for _, end in windows):
+        state.inv_mass = state.welford.regularized_variance().to(state.point.q.dtype)
+        state.welford.reset()
+        if adapt_step_size:
+            state.step_size, spent = find_reasonable_step_size(
+                potential_fn, state.point, state.inv_mass, state.generator, state.step_size)
+            state.n_grad += spent
+            state.dual.restart(state.step_size)
+    if i + 1 == warmup and adapt_step_size:
+        state.step_size = state.dual.final_step_size
 
 
 def _check_arguments(init, n_samples, warmup, steps, step_size, target_accept, mass,
