@@ -107,66 +107,80 @@ def make_ensemble(arch: str, samples: int) -> bl.Ensemble:
     return bl.Ensemble.from_modules(nets, meta={"method": "random-init"})
 
 
+def _naive(ens, modules, x, layer, is_output) -> tuple[float, float]:
+    """(seconds for the explained classes, seconds of the calls) to explain ``x`` one sample
+    and one image per call (plain S = 1 networks)."""
+    t0 = time.perf_counter()
+    classes = ens.predict(x) if is_output else None  # the class of the Bayesian mean
+    t1 = time.perf_counter()
+    for net in modules:
+        for i in range(x.shape[0]):
+            bl.lrp.explain(net, x[i:i + 1], layer=layer,
+                           target=None if classes is None else classes[i:i + 1])
+    return t1 - t0, time.perf_counter() - t1
+
+
+def _sample_loop(ens, modules, x, layer, is_output) -> tuple[float, float]:
+    """(seconds for the classes, seconds of the calls): one sample per call, all images."""
+    t0 = time.perf_counter()
+    classes = ens.predict(x) if is_output else None
+    t1 = time.perf_counter()
+    for net in modules:
+        bl.lrp.explain(net, x, layer=layer, target=classes)
+    return t1 - t0, time.perf_counter() - t1
+
+
 def worker(arch: str, n_images: int, samples: int, naive_pairs: tuple[int, int],
            loop_samples: int) -> dict:
+    """Every measurement of one architecture; baselines are timed right around each layer's
+    vectorised run so that load changes on a shared machine affect both sides alike."""
     x, _ = bl.data.load("mnist", "test")
     x = x[:n_images]
     ens = make_ensemble(arch, samples)
     layers = bl.nets.learnable_layers(ens.module)
-    bl.lrp.explain(ens.head(2), x[:2])  # warm-up (allocator, kernels)
-    result = {"arch": arch, "n_images": n_images, "samples": samples, "layers": {}}
-    total_t = total_flops = total_bound = 0.0
-    peak = 0
-    rates = []
+    n_s, n_i = naive_pairs
+    naive_modules = [ens.sample_module(j) for j in range(n_s)]
+    loop_modules = [ens.sample_module(j) for j in range(loop_samples)]
+    rss_base = reset_peak_rss()  # data and model loaded, no LRP work done yet
+    bl.lrp.explain(ens.head(2), x[:2])  # warm-up (kernels)
+    result = {"arch": arch, "n_images": n_images, "samples": samples, "layers": {},
+              "naive_slice": [n_s, n_i], "loop_samples": loop_samples}
+    totals = dict(seconds=0.0, flops=0.0, bound_seconds=0.0, naive_seconds_scaled=0.0,
+                  loop_over_samples_seconds_scaled=0.0)
+    peak, rates = 0, []
     for layer in layers:
+        is_output = layer == layers[-1]
+        naive_before = _naive(ens, naive_modules, x[:n_i], layer, is_output)
         rate_before = matmul_flops()
-        rss0 = reset_peak_rss()
+        reset_peak_rss()
         t0 = time.perf_counter()
         heat = bl.lrp.explain(ens, x, rule="epsilon", layer=layer)
         dt = time.perf_counter() - t0
-        peak = max(peak, peak_rss() - rss0)
+        peak = max(peak, peak_rss() - rss_base)
         rate = (rate_before + matmul_flops()) / 2  # the machine's speed around this run
+        naive_after = _naive(ens, naive_modules, x[:n_i], layer, is_output)
+        naive = ((naive_before[0] + naive_after[0]) / 2 * n_images / n_i
+                 + (naive_before[1] + naive_after[1]) / 2 * samples * n_images / (n_s * n_i))
+        loop_classes, loop_calls = _sample_loop(ens, loop_modules, x, layer, is_output)
+        loop = loop_classes + loop_calls * samples / loop_samples
         rates.append(rate)
         assert heat.shape == (n_images, 28, 28) and torch.isfinite(heat).all()
         flops = 4.0 * affine_macs(ens.module, x.shape[1:], layer) * samples * n_images
-        result["layers"][layer] = {"seconds": dt, "flops": flops, "matmul_flops_per_s": rate,
-                                   "bound_seconds": flops / rate,
-                                   "ratio_to_bound": dt / (flops / rate)}
-        total_t += dt
-        total_flops += flops
-        total_bound += flops / rate
-    result["seconds"] = total_t
-    result["flops"] = total_flops
-    result["bound_seconds"] = total_bound
-    result["ratio_to_bound"] = total_t / total_bound
-
-    # naive: one sample, one image at a time (plain S=1 networks, class of the Bayesian mean)
-    n_s, n_i = naive_pairs
-    modules = [ens.sample_module(j) for j in range(n_s)]
-    t0 = time.perf_counter()
-    classes = ens.predict(x[:n_i])
-    for layer in layers:
-        target = classes if layer == layers[-1] else None
-        for net in modules:
-            for i in range(n_i):
-                bl.lrp.explain(net, x[i:i + 1], layer=layer,
-                               target=None if target is None else target[i:i + 1])
-    naive = (time.perf_counter() - t0) * (samples * n_images) / (n_s * n_i)
-    # vectorised over images, loop over samples
-    t0 = time.perf_counter()
-    classes = ens.predict(x)
-    for layer in layers:
-        for j in range(loop_samples):
-            bl.lrp.explain(modules[j] if j < len(modules) else ens.sample_module(j), x,
-                           layer=layer, target=classes if layer == layers[-1] else None)
-    loop = (time.perf_counter() - t0) * samples / loop_samples
+        row = {"seconds": dt, "flops": flops, "matmul_flops_per_s": rate,
+               "bound_seconds": flops / rate, "naive_seconds_scaled": naive,
+               "loop_over_samples_seconds_scaled": loop}
+        for key in totals:
+            totals[key] += row[key]
+        row.update(ratio_to_bound=dt / row["bound_seconds"], speedup_vs_naive=naive / dt,
+                   speedup_vs_sample_loop=loop / dt)
+        result["layers"][layer] = row
+    result.update(totals)
     result.update({
+        "ratio_to_bound": totals["seconds"] / totals["bound_seconds"],
+        "speedup_vs_naive": totals["naive_seconds_scaled"] / totals["seconds"],
+        "speedup_vs_sample_loop": totals["loop_over_samples_seconds_scaled"] / totals["seconds"],
         "matmul_flops_per_s_min": min(rates), "matmul_flops_per_s_max": max(rates),
-        "naive_seconds_scaled": naive, "naive_slice": [n_s, n_i],
-        "speedup_vs_naive": naive / total_t,
-        "loop_over_samples_seconds_scaled": loop, "loop_samples": loop_samples,
-        "speedup_vs_sample_loop": loop / total_t,
-        "peak_rss_growth_bytes": peak, "process_peak_rss_bytes": peak_rss(),
+        "peak_rss_above_base_bytes": peak,
         "chunk_plan": bl.lrp.chunk_plan(ens, x, layer=layers[-1]),
         "threads": torch.get_num_threads(),
     })
@@ -179,19 +193,21 @@ def report(r: dict) -> None:
           f"epsilon rule, reduce=mean, {r['threads']} torch threads")
     print(f"matmul float32 (2048^2, measured around each layer's run): "
           f"{r['matmul_flops_per_s_min'] / gf:.1f} .. {r['matmul_flops_per_s_max'] / gf:.1f} GFLOP/s")
+    print(f"  layer   seconds    GFLOP  bound s  x bound   naive s  x naive  loop s  x loop")
     for layer, v in r["layers"].items():
-        print(f"  layer {layer:>2}: {v['seconds']:8.2f} s  {v['flops'] / gf:9.1f} GFLOP  "
-              f"@{v['matmul_flops_per_s'] / gf:5.1f} GFLOP/s: bound {v['bound_seconds']:7.2f} s  "
-          f"ratio {v['ratio_to_bound']:.2f}x")
-    print(f"  all layers: {r['seconds']:.2f} s, FLOP bound {r['bound_seconds']:.2f} s -> "
-          f"{r['ratio_to_bound']:.2f}x the bound")
-    print(f"  naive (1 sample x 1 image per call, slice {r['naive_slice']}, scaled): "
-          f"{r['naive_seconds_scaled']:.1f} s -> {r['speedup_vs_naive']:.1f}x faster")
-    print(f"  loop over samples (images vectorised, {r['loop_samples']} samples, scaled): "
-          f"{r['loop_over_samples_seconds_scaled']:.1f} s -> "
-          f"{r['speedup_vs_sample_loop']:.2f}x faster")
-    print(f"  peak memory of explain (RSS high-water above the RSS before it): "
-          f"{r['peak_rss_growth_bytes'] / 2**30:.2f} GiB; chunks {r['chunk_plan']}")
+        print(f"  {layer:>5} {v['seconds']:9.2f} {v['flops'] / gf:8.1f} {v['bound_seconds']:8.2f} "
+              f"{v['ratio_to_bound']:8.2f} {v['naive_seconds_scaled']:9.1f} "
+              f"{v['speedup_vs_naive']:8.1f} {v['loop_over_samples_seconds_scaled']:7.1f} "
+              f"{v['speedup_vs_sample_loop']:7.2f}")
+    print(f"    all {r['seconds']:9.2f} {r['flops'] / gf:8.1f} {r['bound_seconds']:8.2f} "
+          f"{r['ratio_to_bound']:8.2f} {r['naive_seconds_scaled']:9.1f} "
+          f"{r['speedup_vs_naive']:8.1f} {r['loop_over_samples_seconds_scaled']:7.1f} "
+          f"{r['speedup_vs_sample_loop']:7.2f}")
+    print(f"  naive = 1 sample x 1 image per call (slice {r['naive_slice'][0]} samples x "
+          f"{r['naive_slice'][1]} images, timed before and after, scaled); loop = 1 sample per "
+          f"call, all images ({r['loop_samples']} samples, scaled)")
+    print(f"  peak memory (RSS high-water during explain above the RSS before any LRP work): "
+          f"{r['peak_rss_above_base_bytes'] / 2**30:.2f} GiB; chunks {r['chunk_plan']}")
 
 
 def main() -> None:
@@ -203,9 +219,13 @@ def main() -> None:
     ap.add_argument("--naive-samples", type=int, default=2)
     ap.add_argument("--naive-images", type=int, default=10)
     ap.add_argument("--loop-samples", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice); every timing uses the same")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         (arch,) = args.arch
         r = worker(arch, args.n_images, args.samples, (args.naive_samples, args.naive_images),
@@ -220,6 +240,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--worker", "--arch", arch, "--n-images", str(n_images),
                "--samples", str(args.samples), "--naive-samples", str(args.naive_samples),
                "--naive-images", str(args.naive_images), "--loop-samples", str(args.loop_samples)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
         report(r)

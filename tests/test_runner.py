@@ -533,3 +533,30 @@ def test_adversarial_training_modes():
     assert stages._adv_mode({**base, "adv_attack": "pgd"}) == "pgd"
     with pytest.raises(BayesLRPError, match="adv_mix"):
         stages._adv_mode({"adv_attack": "pgd", "adv_mix": True})
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_the_local_executor(tmp_path):
+    """Ray workers run one torch thread each; the local run uses one thread too."""
+    pytest.importorskip("ray")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = runner.run_experiment(TINY, tmp_path / "local")
+    finally:
+        torch.set_num_threads(threads)
+    ray_run = runner.run_experiment(TINY, tmp_path / "ray", executor="ray")
+    assert sha256_file(ray_run.results) == sha256_file(local.results)
+
+
+def test_missing_or_unknown_executors_fail_before_writing(tmp_path, monkeypatch):
+    with pytest.raises(BayesLRPError, match="unknown executor 'dask'"):
+        runner.run_experiment(TINY, tmp_path / "a", executor="dask")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(BayesLRPError, match="needs Ray"):
+        runner.run_experiment(TINY, tmp_path / "b", executor="ray")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

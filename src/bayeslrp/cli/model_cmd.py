@@ -47,6 +47,9 @@ def train(
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: paper's)."),
     n_samples: int = typer.Option(100, help="vi/hmc: posterior samples kept."),
     adv_mode: str = typer.Option("fgsm", help="adv: fgsm, mix or pgd."),
+    hmc_mode: str = typer.Option("full", help="hmc: full, blocks or subset."),
+    subset: Optional[int] = typer.Option(None, help="hmc --hmc-mode subset: training points used."),
+    warmup: int = typer.Option(100, help="hmc: warmup iterations (step size adaptation)."),
     seed: int = typer.Option(0, help="Seed of initialisation, batch order and sampling."),
     data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -75,23 +78,19 @@ def train(
     elif method == "vi":
         ens = _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed)
     else:
-        ens = _train_hmc(training, net, x, y, n_samples, seed, out)
+        ens = training.hmc(net, x, y, n_samples=n_samples, warmup=warmup, mode=hmc_mode,
+                           subset=subset, seed=seed, checkpoint_dir=out / "hmc_checkpoint")
     ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
     ens.save(out)
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
 
 
 def _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed):
-    from ..train import vi as vi_module
+    from ..train.vi import PAPER_DEFAULTS
 
-    defaults = vi_module.PAPER_DEFAULTS.get(dataset, {})
-    return training.vi(net, x, y, epochs=epochs or defaults.get("epochs", 5),
-                       lr=lr or defaults.get("lr", 0.01), n_samples=n_samples, seed=seed)
-
-
-def _train_hmc(training, net, x, y, n_samples, seed, out):
-    return training.hmc(net, x, y, n_samples=n_samples, seed=seed,
-                        checkpoint_dir=out / "hmc_checkpoint")
+    defaults = PAPER_DEFAULTS.get(dataset, PAPER_DEFAULTS["mnist"])
+    return training.vi(net, x, y, epochs=epochs or defaults["epochs"],
+                       lr=lr or defaults["lr"], n_samples=n_samples, seed=seed)
 
 
 @app.command()

@@ -19,6 +19,8 @@ RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<con
 Device = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps or auto (default: the "
                                              "config's device).")
 Quiet = typer.Option(False, "--quiet", help="No progress bars.")
+ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (a Ray "
+                                                       "cluster; RAY_ADDRESS or a local one).")
 Threads = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's "
                                                "choice). 1 is fastest on a busy shared "
                                                "machine.")
@@ -97,7 +99,7 @@ def _finish(run_dir: Path, started: float, computed: int, reused: int) -> None:
 
 
 def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
-         threads: Optional[int], default_name: str | None = None,
+         threads: Optional[int], executor: str = "local", default_name: str | None = None,
          skip_unavailable: bool = False) -> None:
     from ..experiment.runner import load_configs, run_experiment
 
@@ -110,7 +112,7 @@ def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
         torch.set_num_threads(threads)
     configs = load_configs(config)  # validated before anything else, for the default run dir
     target = run_dir if run_dir is not None else Path("runs") / (default_name or configs[0].name)
-    result = run_experiment(configs, target, device=device,
+    result = run_experiment(configs, target, device=device, executor=executor,
                             progress=not quiet and sys.stderr.isatty(),
                             skip_unavailable=skip_unavailable)
     for line in result.plan.skipped:
@@ -121,27 +123,33 @@ def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
 @app.command("run")
 def run(config: Path = typer.Argument(..., help="Experiment config (YAML, see docs/config.md)."),
         run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
-        quiet: bool = Quiet, threads: Optional[int] = Threads) -> None:
+        quiet: bool = Quiet, threads: Optional[int] = Threads,
+        executor: str = ExecutorOpt) -> None:
     """Run an experiment grid (resuming from a run directory), then draw figures and report."""
-    _run(config, run_dir, device, quiet, threads)
+    _run(config, run_dir, device, quiet, threads, executor)
 
 
 @app.command("demo")
 def demo(run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
-         quiet: bool = Quiet, threads: Optional[int] = Threads) -> None:
-    """Run the built-in demo (MNIST, small fc2 nets: det, adv, VI, HMC; a few minutes on CPU)."""
+         quiet: bool = Quiet,
+         threads: Optional[int] = typer.Option(1, "--threads", help="CPU threads for torch. "
+                                               "The demo's nets are small; one thread avoids "
+                                               "oversubscribing a machine shared with other "
+                                               "jobs. Raise it on an idle machine.")) -> None:
+    """Run the built-in demo (MNIST, small fc2 nets: det, adv, VI, HMC; about a minute on CPU)."""
     _run(packaged_config("demo"), run_dir, device, quiet, threads, default_name="demo")
 
 
 @app.command("reproduce")
 def reproduce(profile: str = typer.Option(..., "--profile", help="quick or paper."),
               run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
-              quiet: bool = Quiet, threads: Optional[int] = Threads) -> None:
+              quiet: bool = Quiet, threads: Optional[int] = Threads,
+              executor: str = ExecutorOpt) -> None:
     """Run a packaged reproduction profile: quick (hours on CPU) or paper (the full grid)."""
     if profile not in PROFILES:
         raise BayesLRPError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
-    _run(packaged_config(profile), run_dir, device, quiet, threads, default_name=profile,
-         skip_unavailable=True)
+    _run(packaged_config(profile), run_dir, device, quiet, threads, executor,
+         default_name=profile, skip_unavailable=True)
 
 
 def _existing_run(run_dir: Path) -> Path:

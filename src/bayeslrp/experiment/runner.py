@@ -20,15 +20,18 @@ the store (:func:`run_tasks`) and writes the run directory's summary files
       manifest.json                 versions, machine, seeds, per-task timings (every run)
 
 Executors: tasks are handed to an executor once all their inputs exist. The executor runs
-them (here in this process, in order: ``"local"``) and reports each finished task; only the
-driving process writes the manifest. Another executor (e.g. Ray) is a class with ``slots``,
-``submit(task)``, ``wait() -> (task, seconds)`` and ``close()`` registered in
-:data:`EXECUTORS`; its workers call :func:`execute_task` with a :class:`Store` on the same
-run directory.
+them and reports each finished task; only the driving process writes the manifest.
+``"local"`` runs them in this process, in order; ``"ray"``
+(:class:`~bayeslrp.experiment.ray_executor.RayExecutor`) on a Ray cluster. An executor is a
+class with ``slots``, ``submit(task)``, ``wait() -> (task, seconds)`` and ``close()``,
+registered in :data:`EXECUTORS`; its workers call :func:`execute_task` with a :class:`Store`
+on the same run directory.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import re
 import time
@@ -330,8 +333,21 @@ class LocalExecutor:
         self._queue.clear()
 
 
-#: Executor name → class taking ``(store, ctx)``.
-EXECUTORS: dict[str, type] = {"local": LocalExecutor}
+#: Executor name → class taking ``(store, ctx)``, or ``"module:Class"`` imported on first use.
+EXECUTORS: dict[str, type | str] = {
+    "local": LocalExecutor,
+    "ray": "bayeslrp.experiment.ray_executor:RayExecutor",
+}
+
+
+def _executor_class(name: str) -> type:
+    if name not in EXECUTORS:
+        raise BayesLRPError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)}")
+    cls = EXECUTORS[name]
+    if isinstance(cls, str):
+        module, attr = cls.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 class _StageBars:
@@ -407,21 +423,26 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
         Show one progress bar per stage on stderr.
     """
     tasks = list(tasks)
-    if isinstance(executor, str) and executor not in EXECUTORS:
-        raise BayesLRPError(f"unknown executor {executor!r}; choose {', '.join(EXECUTORS)}")
-    runner = EXECUTORS[executor](store, ctx) if isinstance(executor, str) else executor
+    runner = _executor_class(executor)(store, ctx) if isinstance(executor, str) else executor
     stats = TaskStats()
     bars = _StageBars(tasks, progress)
     done: set[str] = set()
     in_flight: dict[str, Task] = {}
-    remaining = deque(tasks)
+    remaining: deque[Task] = deque()
     try:
+        for t in tasks:  # the store is asked once per task: what is absent now is ours to make
+            if t.key in done or store.has(t.key):
+                done.add(t.key)
+                store.record_stage(t.label, t.stage, t.key, computed=False, seconds=0.0)
+                stats.reused.append(t.label)
+                bars.done(t.stage)
+            else:
+                remaining.append(t)
         while remaining or in_flight:
             blocked: deque[Task] = deque()
             while remaining:
                 t = remaining.popleft()
-                if t.key in done or (t.key not in in_flight and store.has(t.key)):
-                    done.add(t.key)
+                if t.key in done:  # made by an earlier task with the same key
                     store.record_stage(t.label, t.stage, t.key, computed=False, seconds=0.0)
                     stats.reused.append(t.label)
                     bars.done(t.stage)
@@ -595,8 +616,10 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     """
     started = time.perf_counter()
     plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable)
-    import torch  # noqa: F401  (loaded before the manifest records versions and threads)
-
+    if isinstance(executor, str):  # an unknown name or a missing Ray fails before any write
+        _executor_class(executor)
+        if executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise BayesLRPError("the Ray executor needs Ray: pip install 'bayeslrp[ray]'")
     store = Store(plan.run_dir)
     store.clean_tmp()
     seeds = {f"{p.config.name}.seed": p.config.seed for p in plan.parts}

@@ -21,7 +21,6 @@ table without seeing the config.
 """
 from __future__ import annotations
 
-import io
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -254,8 +253,6 @@ def run_train(params: dict, inputs: Mapping[str, ArtifactRef], ctx: StageContext
     mean over all samples on the full test split goes into the meta.
     """
     from bayeslrp import nets, train
-    # Imported from their modules: the lazy ``bayeslrp.train.vi``/``.hmc`` attributes turn
-    # into the submodules after the first import.
     from bayeslrp.train.hmc import hmc as train_hmc
     from bayeslrp.train.vi import vi as train_vi
 
@@ -718,11 +715,6 @@ STAGE_FUNCTIONS: dict[str, Callable[[dict, Mapping[str, ArtifactRef], StageConte
     "data": run_data, "train": run_train, "attack": run_attack, "predict": run_predict,
     "explain": run_explain, "metrics": run_metrics, "compare": run_compare,
 }
-
-
-def read_table_bytes(data: bytes) -> pd.DataFrame:
-    """A Parquet table from bytes (used to inspect compare outputs)."""
-    return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
 
 
 def remove_scratch(path: Path | None) -> None:

@@ -22,6 +22,7 @@ from .layers import (Activation, Block, Context, Dense, Flatten, Node, Normalize
 from .rules import Rule, is_shared, make_rule
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
+WORKING_SET = 4 << 20  # bytes of a chunk's largest activation when samples are looped
 REDUCTIONS = ("mean", "mean_std", None)
 
 
@@ -93,9 +94,10 @@ def _mark_summed_input(nodes: list[Node], records: list) -> bool:
     return False
 
 
-def _bytes_per_pair(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
-                    create_graph: bool) -> int:
-    """Estimated bytes one (image, sample) pair needs: activations, records, temporaries."""
+def _footprint(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
+               create_graph: bool) -> tuple[int, int]:
+    """(bytes one (image, sample) pair needs for activations, records and temporaries,
+    bytes of its largest single activation), from a forward pass of one image and sample."""
     sizes = [x[0].numel()]
     ctx = Context({k: v[:1] for k, v in params.items()}, rule)
     a = x[:1].unsqueeze(0)
@@ -104,21 +106,33 @@ def _bytes_per_pair(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
             a, _ = node.forward(a, ctx)
             sizes.append(a[0, 0].numel())
     factor = 3 if create_graph else 1
-    return int(x.element_size() * (sum(sizes) * 2 + 4 * max(sizes)) * factor)
+    elem = x.element_size()
+    return int(elem * (sum(sizes) * 2 + 4 * max(sizes)) * factor), elem * max(sizes)
 
 
-def _plan(n: int, n_images: int, pair_bytes: int, budget: int) -> tuple[int, int]:
-    """(sample chunk, image chunk): every sample at once when one image's pairs fit."""
-    s_chunk = min(n, max(1, budget // max(pair_bytes, 1)))
-    b_chunk = min(n_images, max(1, budget // max(pair_bytes * s_chunk, 1)))
-    return s_chunk, b_chunk
+def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
+          keep_samples: bool) -> tuple[int, int]:
+    """(sample chunk, image chunk).
+
+    ``keep_samples``: every sample of an image in one chunk, so the predicted class comes from
+    the same forward pass; images as many as ``budget`` allows. Otherwise one sample per chunk
+    and as many images as keep its largest activation about :data:`WORKING_SET` bytes: on CPUs
+    the elementwise work of LRP is bound by memory bandwidth, and cache-sized chunks run several
+    times faster than large ones (``benchmarks/lrp.py``).
+    """
+    pair_bytes, largest = max(footprint[0], 1), max(footprint[1], 1)
+    if keep_samples:
+        s_chunk = min(n, max(1, budget // pair_bytes))
+        return s_chunk, min(n_images, max(1, budget // (pair_bytes * s_chunk)))
+    b_chunk = min(n_images, max(1, WORKING_SET // largest), max(1, budget // pair_bytes))
+    return 1, b_chunk
 
 
 def _predicted_classes(net, x, params, n, rule, target_mode, budget):
     """Classes ``[n, B]`` from the true network's logits (no surrogate, no gradient)."""
     nodes = compile_network(net, tg.resolve_layer(net, None).stop)
-    pair = _bytes_per_pair(nodes, x, params, rule, False)
-    s_chunk, b_chunk = _plan(n, x.shape[0], pair, budget)
+    fp = _footprint(nodes, x, params, rule, False)
+    s_chunk, b_chunk = _plan(n, x.shape[0], fp, budget, keep_samples=False)
     with torch.no_grad():
         rows = []
         for b0 in range(0, x.shape[0], b_chunk):
@@ -139,7 +153,7 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
             create_graph: bool = False, *, seed: str = "logit",
             target_mode: str = "predictive", inner: str = "max",
             surrogate_beta: float | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-            **rule_params: float):
+            chunks: tuple[int, int] | None = None, **rule_params: float):
     """Bayesian LRP heatmaps of images ``x`` (SPEC §4).
 
     Parameters
@@ -211,10 +225,17 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
     if fixed is not None and not cut.is_output and inner == "all":
         raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
 
-    pair = _bytes_per_pair(nodes, x, params, rule_obj, create_graph)
-    s_chunk, b_chunk = _plan(n, n_images, pair, int(memory_budget))
+    # the predictive class couples the samples of an image: keep them in one chunk when it is
+    # needed (and no surrogate forces a separate pass for the true network's class anyway)
+    keep_samples = (cut.is_output and fixed is None and target_mode == "predictive"
+                    and surrogate_beta is None)
+    fp = _footprint(nodes, x, params, rule_obj, create_graph)
+    s_chunk, b_chunk = _plan(n, n_images, fp, int(memory_budget), keep_samples)
+    if chunks is not None:
+        s_chunk, b_chunk = min(n, int(chunks[0])), min(n_images, int(chunks[1]))
     classes = None
-    if cut.is_output and fixed is None and (s_chunk < n or surrogate_beta is not None):
+    if cut.is_output and fixed is None and (
+            surrogate_beta is not None or (target_mode == "predictive" and s_chunk < n)):
         classes = _predicted_classes(net, x.detach(), params, n, rule_obj, target_mode,
                                      int(memory_budget))
 
@@ -281,14 +302,20 @@ def explain_with_std(model, x: torch.Tensor, rule: str | Rule = "epsilon",
 
 
 def chunk_plan(model, x: torch.Tensor, layer: int | None = None, n_samples: int | None = None,
-               create_graph: bool = False,
-               memory_budget: int = DEFAULT_MEMORY_BUDGET) -> dict[str, int]:
-    """The (sample chunk, image chunk) sizes :func:`explain` would use, and the estimate behind."""
+               create_graph: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+               target=None, target_mode: str = "predictive",
+               surrogate_beta: float | None = None) -> dict[str, int]:
+    """The (sample chunk, image chunk) sizes :func:`explain` would use, and the estimates
+    behind them."""
     net, params, n = _model_params(model, n_samples)
     params, dtype, device = _float_params(params)
-    nodes = compile_network(net, tg.resolve_layer(net, layer).stop)
+    cut = tg.resolve_layer(net, layer)
+    nodes = compile_network(net, cut.stop)
     x = x.to(device=device, dtype=dtype)
-    pair = _bytes_per_pair(nodes, x, params, make_rule("epsilon"), create_graph)
-    s_chunk, b_chunk = _plan(n, x.shape[0], pair, int(memory_budget))
-    return {"bytes_per_pair": pair, "sample_chunk": s_chunk, "image_chunk": b_chunk,
+    keep = (cut.is_output and target is None and target_mode == "predictive"
+            and surrogate_beta is None)
+    fp = _footprint(nodes, x, params, make_rule("epsilon"), create_graph)
+    s_chunk, b_chunk = _plan(n, x.shape[0], fp, int(memory_budget), keep)
+    return {"bytes_per_pair": fp[0], "largest_activation_bytes": fp[1],
+            "sample_chunk": s_chunk, "image_chunk": b_chunk,
             "chunks": math.ceil(n / s_chunk) * math.ceil(x.shape[0] / b_chunk)}
