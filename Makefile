@@ -14,9 +14,8 @@ $(BIN)/python:
 
 # torch first, pinned, so pip takes the CPU wheel on disk and never resolves a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $@
 
 install: $(STAMP)

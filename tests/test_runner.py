@@ -535,9 +535,12 @@ def test_adversarial_training_modes():
         stages._adv_mode({"adv_attack": "pgd", "adv_mix": True})
 
 
-@pytest.mark.slow
 def test_ray_executor_matches_the_local_executor(tmp_path):
-    """Ray workers run one torch thread each; the local run uses one thread too."""
+    """A local Ray cluster on 127.0.0.1 gives the bytes of the local executor.
+
+    Ray workers run one torch thread each; the local run uses one thread too. ``make test``
+    installs the ``ray`` extra, so this runs there.
+    """
     pytest.importorskip("ray")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
