@@ -358,3 +358,26 @@ def double_ensemble(modules):
     ens = Ensemble.from_modules(modules)
     params = {k: (v.double() if v.is_floating_point() else v) for k, v in ens.params.items()}
     return Ensemble(ens.spec, params)
+
+
+def _one_torch_thread():
+    """Run a test with one torch thread, restoring the previous setting afterwards.
+
+    These tests use tiny tensors; on a loaded machine a second OpenMP thread makes each small
+    operation wait for a free core, which slowed this suite down about tenfold.
+    """
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+try:
+    import pytest as _pytest
+
+    one_torch_thread = _pytest.fixture(autouse=True)(_one_torch_thread)
+except ImportError:  # pragma: no cover - the oracle itself does not need pytest
+    pass

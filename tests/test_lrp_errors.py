@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import bayeslrp as bl
+from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 from bayeslrp import BayesLRPError
 
 

@@ -7,6 +7,7 @@ from torch.autograd import gradcheck
 
 import bayeslrp as bl
 from lrp_reference import double_ensemble, randomize_batchnorm
+from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 def _ens(arch, n=2, **kw):

@@ -10,6 +10,7 @@ from torch import nn
 
 import bayeslrp as bl
 from lrp_reference import double_ensemble, randomize_batchnorm, zero_biases
+from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 
 TINY = dict(epsilon=1e-10, stabilizer=1e-12)
 
@@ -340,3 +341,26 @@ def test_mean_reduction_equals_mean_of_per_sample_heatmaps(arch, rule):
             full = bl.lrp.explain(ens, x, rule=rule, layer=layer, reduce=None, inner=inner)
             mean = bl.lrp.explain(ens, x, rule=rule, layer=layer, inner=inner)
             torch.testing.assert_close(mean, full.mean(0), rtol=1e-9, atol=1e-10)
+
+
+def test_plan_policy():
+    from bayeslrp.lrp import engine
+    ws = engine.WORKING_SET
+    # dense net, predictive class: all samples of an image together, images by the budget
+    assert engine._plan(100, 500, (40_000, 3_000), 1 << 30, True) == (100, 268)
+    # large activations: one sample at a time, a cache-sized batch of images
+    assert engine._plan(100, 500, (1_800_000, 131_072), 1 << 30, True) == (1, ws // 131_072)
+    assert engine._plan(100, 500, (40_000, 3_000), 1 << 30, False) == (1, min(500, ws // 3_000))
+    # the memory budget wins over everything
+    assert engine._plan(100, 500, (1_800_000, 131_072), 4_000_000, False) == (1, 2)
+
+
+def test_forced_chunks_give_the_same_numbers():
+    ens, _, x = _three()
+    for layer in (None, 0):
+        ref = bl.lrp.explain(ens, x, layer=layer, reduce=None)
+        for chunks in [(1, 1), (2, 3), (3, 5), (100, 100)]:
+            got = bl.lrp.explain(ens, x, layer=layer, reduce=None, chunks=chunks)
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(bl.BayesLRPError, match="chunks"):
+        bl.lrp.explain(ens, x, chunks=(0, 2))

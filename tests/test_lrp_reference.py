@@ -12,6 +12,7 @@ from torch import nn
 
 import bayeslrp as bl
 from lrp_reference import double_ensemble, randomize_batchnorm, reference_lrp
+from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 
 RULES = [("epsilon", {}), ("gamma", {}), ("alphabeta", {}), ("alphabeta", {"alpha": 2.0, "beta": 1.0}),
          ("epsilon", {"epsilon": 0.01}), ("gamma", {"gamma": 0.5})]

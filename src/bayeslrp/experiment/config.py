@@ -9,7 +9,9 @@ Validation is strict: unknown keys, wrong types (no string→number coercion), i
 values and inconsistent combinations are rejected. Defaults that depend on the dataset
 (hidden size, epochs, VI learning rate; SPEC §2–3) are filled in during validation, so a
 validated :class:`Config` holds every value explicitly and dumping it gives a config that
-loads back to the same object. ``docs/config.md`` documents every field.
+loads back to the same object. ``compat: original`` is expanded the same way: the original
+code's settings (:data:`COMPAT_ORIGINAL`) are filled in where the config gives no value
+(explicit values win; ``docs/compat.md``). ``docs/config.md`` documents every field.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ __all__ = [
     "AdvModel", "AttackSpec", "BetaAttack", "CompareSpec", "Config", "DataSpec", "DetModel",
     "ExplainSpec", "FGSMAttack", "HMCModel", "MetricsSpec", "ModelSpec", "PGDAttack",
     "RegionAttack", "RuleParams", "TopKAttack", "VIModel",
-    "config_key", "canonical_json", "dump_config", "load_config",
+    "COMPAT_ORIGINAL", "config_key", "canonical_json", "dump_config", "expand_compat",
+    "load_config",
 ]
 
 ARCHS = ("fc2", "conv", "resnet20")
@@ -204,7 +207,28 @@ class AdvModel(_ModelBase):
             "adv_alpha": self.adv_alpha or PGD_ALPHA_DEFAULT})
 
 
-class VIModel(_ModelBase):
+class _BayesModel(_ModelBase):
+    """Common keys of the Bayesian models: the ``own_attack_sample`` control."""
+
+    own_attack_sample: Annotated[tuple[NonNegInt, ...], Field(strict=False)] | None = None
+
+    @field_validator("own_attack_sample", mode="before")
+    @classmethod
+    def _one_or_many_samples(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("own_attack_sample")
+    @classmethod
+    def _samples_unique(cls, v: Any) -> Any:
+        return v if v is None else _unique(v, "sample index")
+
+    @property
+    def own_models(self) -> tuple[str, ...]:
+        """Names of the derived S = 1 models ``<name>.own<j>`` (control ``own_attack_sample``)."""
+        return tuple(f"{self.name}.own{j}" for j in (self.own_attack_sample or ()))
+
+
+class VIModel(_BayesModel):
     """Mean-field Gaussian variational inference; ``n_samples`` posterior draws are kept."""
 
     method: Literal["vi"]
@@ -223,7 +247,7 @@ class VIModel(_ModelBase):
         return True
 
 
-class HMCModel(_ModelBase):
+class HMCModel(_BayesModel):
     """Hamiltonian Monte Carlo; ``n_samples`` kept samples in total (pooled over chains)."""
 
     method: Literal["hmc"]
@@ -240,7 +264,6 @@ class HMCModel(_ModelBase):
     block_size: PosInt | None = None
     init: Literal["map", "random"] = "map"
     init_model: Name | None = None
-
     @property
     def sample_count(self) -> int:
         return self.n_samples
@@ -277,6 +300,7 @@ class _AttackBase(_Strict):
     name: Name | None = None
     eps: Epsilon = 0.2
     n_samples: PosInt | None = None
+    transfer_from: Name | None = None
 
     @property
     def label(self) -> str:
@@ -435,6 +459,57 @@ class CompareSpec(_Strict):
         return _unique(v, "baseline")
 
 
+# --------------------------------------------------------------------------- compat
+
+
+#: ``compat: original`` fills these values where the config does not give them (explicit
+#: values win). Paths are (section, key); see docs/compat.md for why each default differs.
+COMPAT_ORIGINAL: dict[str, Any] = {
+    "attacks.mode": "per_sample_average",       # fgsm and pgd only
+    "metrics.topk_mode": "signed",
+    "metrics.ties": "index",
+    "explain.output_seed": "one",
+    "explain.bayes": "per_sample_argmax",
+    "models.mode": "blocks",                    # hmc only (block_size then defaults to 4000)
+    "models.channels": 16,                      # conv only
+}
+
+
+def expand_compat(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw config with the ``compat: original`` settings filled in where not given.
+
+    Explicit values in ``data`` are kept. Entries of the wrong type are left alone, so that
+    schema validation reports them at their usual path.
+    """
+    out = dict(data)
+
+    def fill(entry: Any, key: str, value: Any) -> Any:
+        if isinstance(entry, dict) and key not in entry:
+            return {**entry, key: value}
+        return entry
+
+    if isinstance(out.get("attacks"), list):
+        out["attacks"] = [fill(a, "mode", COMPAT_ORIGINAL["attacks.mode"])
+                          if isinstance(a, dict) and a.get("method") in ("fgsm", "pgd") else a
+                          for a in out["attacks"]]
+    if isinstance(out.get("models"), list):
+        models = []
+        for m in out["models"]:
+            if isinstance(m, dict) and m.get("method") == "hmc":
+                m = fill(m, "mode", COMPAT_ORIGINAL["models.mode"])
+            if isinstance(m, dict) and m.get("arch") == "conv":
+                m = fill(m, "channels", COMPAT_ORIGINAL["models.channels"])
+            models.append(m)
+        out["models"] = models
+    for section in ("explain", "metrics"):
+        entry = out.get(section, {})
+        for path, value in COMPAT_ORIGINAL.items():
+            if path.startswith(section + "."):
+                entry = fill(entry, path.split(".", 1)[1], value)
+        out[section] = entry
+    return out
+
+
 # --------------------------------------------------------------------------- top level
 
 
@@ -450,12 +525,36 @@ class Config(_Strict):
     explain: ExplainSpec = ExplainSpec()
     metrics: MetricsSpec = MetricsSpec()
     compare: CompareSpec | None = None
+    compat: Literal["spec", "original"] = "spec"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_compat(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("compat") == "original":
+            return expand_compat(data)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "Config":
         models = tuple(_resolve_model(i, m, self.data) for i, m in enumerate(self.models))
         names = [m.name for m in models]
         _unique_at(names, "models", "name", "model name")
+        known = list(names)  # models and the derived models of own_attack_sample
+        for i, m in enumerate(models):
+            for j, (sample, own) in enumerate(zip(m.own_attack_sample or (), m.own_models)
+                                              if m.bayesian else ()):
+                if sample >= m.sample_count:
+                    raise ConfigIssue(("models", i, "own_attack_sample", j), (
+                        f"sample {sample} does not exist; model {m.name!r} keeps "
+                        f"{m.sample_count} samples (0 to {m.sample_count - 1})"))
+                if own in known:
+                    raise ConfigIssue(("models", i, "own_attack_sample", j), (
+                        f"derived model name {own!r} is already a model's name"))
+                known.append(own)
+        for j, a in enumerate(self.attacks):
+            if a.transfer_from is not None and a.transfer_from not in known:
+                raise ConfigIssue(("attacks", j, "transfer_from"), (
+                    f"no model named {a.transfer_from!r}; models are {', '.join(known)}"))
         _unique_at([a.label for a in self.attacks], "attacks", "name", "attack name")
         for j, a in enumerate(self.attacks):
             if a.label == "clean":  # reserved: the unattacked images in task labels
@@ -498,6 +597,11 @@ class Config(_Strict):
                 return m
         raise BayesLRPError(f"no model named {name!r}; models are "
                             f"{', '.join(m.name for m in self.models)}")
+
+    def own_models(self) -> list[tuple[str, str, int]]:
+        """The derived models of ``own_attack_sample``: ``(name, parent name, sample j)``."""
+        return [(own, m.name, j) for m in self.models if m.bayesian
+                for own, j in zip(m.own_models, m.own_attack_sample or ())]
 
     def baseline_for(self, model_name: str) -> str | None:
         """Name of the baseline ``model_name`` is compared against (None: none / itself)."""

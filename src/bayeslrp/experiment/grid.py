@@ -10,6 +10,8 @@ Stages and their inputs (roles)::
 
     data                                    balanced attacked test points
     train[model]         (init)             Ensemble; ``init`` = the det model of init_model
+    select[model.own<j>] model              posterior sample j as an S = 1 model
+                                            (control ``own_attack_sample``)
     attack[model,atk]    model, data        adversarial images
     predict[model,src]   model, images      predictive probabilities for every n
     explain[model,src,rule,L]   model, images   mean (and std) heatmap for every n, from one
@@ -18,7 +20,8 @@ Stages and their inputs (roles)::
     metrics[model,atk,rule,L]   data, clean, adv, p_clean, p_adv   per-image table
     compare                                 every metrics table; differences vs baselines
 
-``src`` is ``clean`` (images = data) or an attack label (images = that attack). Clean
+``src`` is ``clean`` (images = data) or an attack label (images = that attack; for an attack
+with ``transfer_from: B``, the attack of model B, computed once). Clean
 explanations and predictions are shared by all attacks. Parameters that cannot change a
 stage's output are left out of its key (the run name, the device, the data directory,
 model and attack labels except in ``compare``), so renaming never recomputes.
@@ -36,10 +39,13 @@ from bayeslrp.experiment.store import artifact_key
 
 __all__ = ["STAGES", "STAGE_VERSIONS", "Grid", "Task", "expand_grid", "topological_order"]
 
-STAGES = ("data", "train", "attack", "predict", "explain", "metrics", "compare")
+STAGES = ("data", "train", "select", "attack", "predict", "explain", "metrics", "compare")
 # Bump a stage's version when its code changes its output: its artifacts and everything
 # downstream get new keys.
 STAGE_VERSIONS: dict[str, int] = {stage: 1 for stage in STAGES}
+# Version of the results table's columns, part of the compare key: 2 added source_model and
+# own_sample (the controls), so compare artifacts stored before that are not reused.
+RESULTS_SCHEMA = 2
 SALIENCY_ATTACKS = ("topk", "region", "beta")
 
 
@@ -176,7 +182,21 @@ class Grid:
 
 
 def _model_params(model: Any) -> dict:
-    return model.model_dump(mode="json", exclude={"name", "seed", "init_model"})
+    # own_attack_sample only adds derived models downstream; it does not change training.
+    return model.model_dump(mode="json", exclude={"name", "seed", "init_model",
+                                                  "own_attack_sample"})
+
+
+@dataclass(frozen=True)
+class _OwnSample:
+    """Posterior sample ``sample`` of a Bayesian model, used as a deterministic net."""
+
+    name: str
+    parent: str
+    sample: int
+    arch: str
+    sample_count: int = 1
+    bayesian: bool = False
 
 
 def _rule_args(rule: str, cfg: Config) -> dict:
@@ -241,21 +261,40 @@ def expand_grid(config: Config | Any) -> Grid:
             raise BayesLRPError(f"models {[m.name for m in pending]} wait on each other "
                                 f"through init_model")
 
-    for m in cfg.models:
+    models: list[Any] = list(cfg.models)
+    model_keys = {name: t.key for name, t in train.items()}
+    for own, parent, j in cfg.own_models():  # control own_attack_sample
+        t = _task("select", {"sample": j, "dataset": data_spec.dataset,
+                             "shape": list(data_spec.image_shape)},
+                  {"model": train[parent].key}, f"select[{own}]", {"model": own})
+        tasks.append(t)
+        model_keys[own] = t.key
+        models.append(_OwnSample(own, parent, j, cfg.model(parent).arch))
+
+    attack_tasks: dict[tuple[str, str], Task] = {}
+    for m in models:
         arch_layers = LEARNABLE_LAYERS[m.arch]
-        n_list = cfg.explain.n_samples_for(m)
-        model_key = train[m.name].key
-        sources: dict[str, Task] = {"clean": data}
         for a in cfg.attacks:
-            params = {"attack": a.model_dump(mode="json", exclude={"name"}), "seed": cfg.seed}
+            if a.transfer_from is not None and a.transfer_from != m.name:
+                continue  # a transfer attack is computed on its source model only
+            params = {"attack": a.model_dump(mode="json", exclude={"name", "transfer_from"}),
+                      "seed": cfg.seed}
             params["attack"]["n_samples"] = min(a.n_samples or m.sample_count, m.sample_count)
             if a.method in SALIENCY_ATTACKS:
                 params["explain"] = {"rule_args": _rule_args(a.rule, cfg),
                                      **_explain_args(cfg, m, arch_layers, arch_layers[-1])}
-            t = _task("attack", params, {"model": model_key, "data": data.key},
+            t = _task("attack", params, {"model": model_keys[m.name], "data": data.key},
                       f"attack[{m.name},{a.label}]", {"model": m.name, "attack": a.label})
             tasks.append(t)
-            sources[a.label] = t
+            attack_tasks[m.name, a.label] = t
+
+    for m in models:
+        arch_layers = LEARNABLE_LAYERS[m.arch]
+        n_list = cfg.explain.n_samples_for(m)
+        model_key = model_keys[m.name]
+        sources: dict[str, Task] = {"clean": data}
+        for a in cfg.attacks:
+            sources[a.label] = attack_tasks[a.transfer_from or m.name, a.label]
 
         predict: dict[str, Task] = {}
         for src, images in sources.items():
@@ -282,14 +321,20 @@ def expand_grid(config: Config | Any) -> Grid:
                     deps = {"data": data.key, "clean": explain["clean"].key,
                             "adv": explain[a.label].key, "p_clean": predict["clean"].key,
                             "p_adv": predict[a.label].key}
+                    coords = {"model": m.name, "attack": a.label, "rule": rule, "layer": layer}
+                    if a.transfer_from is not None and a.transfer_from != m.name:
+                        coords["source_model"] = a.transfer_from
                     tasks.append(_task(
                         "metrics", params, deps, f"metrics[{m.name},{a.label},{rule},L{layer}]",
-                        {"model": m.name, "attack": a.label, "rule": rule, "layer": layer}))
+                        coords))
 
     metrics = [t for t in tasks if t.stage == "metrics"]
     pairs = [[m.name, cfg.baseline_for(m.name)] for m in cfg.models
              if cfg.baseline_for(m.name) is not None]
+    pairs += [[own, cfg.baseline_for(parent)] for own, parent, _ in cfg.own_models()
+              if cfg.baseline_for(parent) is not None]
     tables = [{"label": t.label, **t.coords} for t in metrics]
-    tasks.append(_task("compare", {"pairs": pairs, "tables": tables},
+    tasks.append(_task("compare", {"pairs": pairs, "tables": tables,
+                                   "results_schema": RESULTS_SCHEMA},
                        {t.label: t.key for t in metrics}, "compare", {}))
     return Grid(tuple(topological_order(tasks)))

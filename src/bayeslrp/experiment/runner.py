@@ -476,15 +476,18 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
 
 def _models_json(part: Part, store: Store) -> list[dict[str, Any]]:
     out = []
-    for m in part.config.models:
-        task = part.grid.by_label(f"train[{m.name}]")
+    labels = [(m.name, f"train[{m.name}]") for m in part.config.models]
+    labels += [(own, f"select[{own}]") for own, _, _ in part.config.own_models()]
+    for name, label in labels:
+        task = part.grid.by_label(label)
         meta = store.load_meta(task.key)
         facts = meta["facts"]["model"]
-        out.append({"name": m.name, "method": facts["method"], "arch": facts["arch"],
+        out.append({"name": name, "method": facts["method"], "arch": facts["arch"],
                     "dataset": facts["dataset"], "test_accuracy": meta["test_accuracy"],
                     "n_test": meta.get("n_test"), "n_samples": facts["n_samples"],
                     "n_train": meta.get("n_train"), "diagnostics": meta.get("diagnostics", {}),
-                    "artifact": task.key})
+                    "artifact": task.key,
+                    **({"own_sample": facts["own_sample"]} if "own_sample" in facts else {})})
     return out
 
 

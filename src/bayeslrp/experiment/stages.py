@@ -38,8 +38,8 @@ from bayeslrp.mcmc.seeds import derive_seed
 __all__ = [
     "ArtifactRef", "STAGE_FUNCTIONS", "StageContext", "StageOutput", "cumulative_probs",
     "explain_cumulative", "stage_seed",
-    "run_data", "run_train", "run_attack", "run_predict", "run_explain", "run_metrics",
-    "run_compare",
+    "run_data", "run_train", "run_select", "run_attack", "run_predict", "run_explain",
+    "run_metrics", "run_compare",
 ]
 
 #: Synthetic data is one fixed dataset (its prototypes must be shared by train and test
@@ -161,6 +161,11 @@ def _images(ref: ArtifactRef) -> torch.Tensor:
     """Images of a ``data`` or ``attack`` artifact (both store them as ``x``)."""
     name = DATA_FILE if ref.store.load_record(ref.key)["stage"] == "data" else IMAGES_FILE
     return ref.tensors(name)["x"]
+
+
+def _is_bayesian(model_facts: Mapping[str, Any]) -> bool:
+    """A BNN explained and attacked as one; a selected posterior sample counts as a det net."""
+    return model_facts["method"] in ("vi", "hmc") and "own_sample" not in model_facts
 
 
 def _image_facts(ref: ArtifactRef) -> dict[str, Any]:
@@ -311,6 +316,33 @@ def run_train(params: dict, inputs: Mapping[str, ArtifactRef], ctx: StageContext
     return StageOutput(lambda directory: ens.save(directory / MODEL_DIR), meta)
 
 
+# --------------------------------------------------------------------------- select
+
+
+def run_select(params: dict, inputs: Mapping[str, ArtifactRef],
+               ctx: StageContext) -> StageOutput:
+    """One posterior sample of a Bayesian model as an S = 1 model (``ens.select([j])``).
+
+    Params: ``sample`` (j), ``dataset`` and ``shape`` (for the sample's test accuracy). Input
+    ``model``: the trained Bayesian model. The output is a model artifact like ``train``'s;
+    its facts keep the parent's method and add ``own_sample: j``, so that later stages attack
+    and explain it as a deterministic net.
+    """
+    j = int(params["sample"])
+    parent = inputs["model"]
+    ens = _load_model(parent, ctx)
+    if not 0 <= j < ens.n_samples:
+        raise BayesLRPError(f"sample {j} does not exist; the model keeps {ens.n_samples}")
+    ens = ens.select([j])
+    x_test, y_test = _load_split(params["dataset"], "test", params["shape"], ctx)
+    accuracy = ens.accuracy(x_test.to(ens.device), y_test.to(ens.device))
+    facts = {**parent.facts["model"], "n_samples": 1, "own_sample": j}
+    meta = {"facts": {"model": facts}, "test_accuracy": accuracy, "n_test": int(y_test.numel()),
+            "n_train": parent.meta.get("n_train"),
+            "diagnostics": {"parent_test_accuracy": parent.meta.get("test_accuracy")}}
+    return StageOutput(lambda directory: ens.to("cpu").save(directory / MODEL_DIR), meta)
+
+
 # --------------------------------------------------------------------------- attack
 
 
@@ -348,7 +380,7 @@ def run_attack(params: dict, inputs: Mapping[str, ArtifactRef],
     x, y = d["x"].to(device), d["y"].to(device)
     method, n = spec["method"], int(spec["n_samples"])
     model_facts = inputs["model"].facts["model"]
-    bayesian = model_facts["method"] in ("vi", "hmc")
+    bayesian = _is_bayesian(model_facts)
     if method == "fgsm":
         x_adv = attacks.fgsm(ens, x, y, eps=spec["eps"], n_samples=n, mode=spec["mode"])
     elif method == "pgd":
@@ -500,7 +532,7 @@ def run_explain(params: dict, inputs: Mapping[str, ArtifactRef],
     ``heatmaps.safetensors``: ``mean`` and ``std`` ``[len(n), B, H, W]``, ``n_samples``.
     """
     ens = _load_model(inputs["model"], ctx)
-    opts = _lrp_options(params, inputs["model"].facts["model"]["method"] in ("vi", "hmc"))
+    opts = _lrp_options(params, _is_bayesian(inputs["model"].facts["model"]))
     n_list = [int(n) for n in params["n_samples"]]
     mean, std = explain_cumulative(ens, _images(inputs["images"]), rule=params["rule"],
                                    layer=int(params["layer"]), n_list=n_list, options=opts)
@@ -571,7 +603,8 @@ def run_metrics(params: dict, inputs: Mapping[str, ArtifactRef],
 #: Columns of ``results.parquet`` in order (schema in docs/experiments.md).
 RESULT_COLUMNS = ("dataset", "model", "method", "arch", "attack", "attack_mode", "rule",
                   "layer", "n_samples", "k", "point", "label", "pred_clean", "pred_adv",
-                  "success", "lrp_robustness", "nnz", "softmax_robustness")
+                  "success", "lrp_robustness", "nnz", "softmax_robustness", "source_model",
+                  "own_sample")
 RESULT_ORDER = ["dataset", "model", "attack", "rule", "layer", "n_samples", "k", "point"]
 GROUP = ["dataset", "attack", "rule", "layer", "k"]
 
@@ -591,6 +624,10 @@ def _results_table(params: dict, inputs: Mapping[str, ArtifactRef]) -> pd.DataFr
         df.insert(5, "attack_mode", facts["attack"].get("mode", ""))
         df.insert(6, "rule", entry["rule"])
         df.insert(7, "layer", np.int64(entry["layer"]))
+        # the model whose attack made x̃ (transfer control) and the posterior sample used as
+        # a deterministic net (own-attack control; -1: none)
+        df["source_model"] = entry.get("source_model", entry["model"])
+        df["own_sample"] = np.int64(model.get("own_sample", -1))
         frames.append(df)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RESULT_COLUMNS})
@@ -712,7 +749,8 @@ def run_compare(params: dict, inputs: Mapping[str, ArtifactRef],
 #: Stage name → stage function.
 STAGE_FUNCTIONS: dict[str, Callable[[dict, Mapping[str, ArtifactRef], StageContext],
                                     StageOutput]] = {
-    "data": run_data, "train": run_train, "attack": run_attack, "predict": run_predict,
+    "data": run_data, "train": run_train, "select": run_select, "attack": run_attack,
+    "predict": run_predict,
     "explain": run_explain, "metrics": run_metrics, "compare": run_compare,
 }
 

@@ -1,14 +1,19 @@
 """Bayesian LRP: forward record, seed, relevance backward, mean / std over posterior samples.
 
-Work is vectorised over images and over the posterior samples of a chunk (batched matmuls and
-grouped convolutions, see :mod:`bayeslrp.lrp.maps`). Chunks are chosen so that one chunk's
-activations, records and relevance temporaries fit ``memory_budget`` bytes: image chunks
-holding every sample when possible (the predicted class then comes from the same forward pass),
-otherwise sample chunks too, with a separate no-grad forward pass for the predicted classes.
+The images are processed in chunks of (samples × images). Each chunk runs the truncated
+network forward with every node keeping a record, seeds the relevance at the cut
+(:mod:`~bayeslrp.lrp.targets`), walks the nodes backwards (:mod:`~bayeslrp.lrp.layers`) and
+sums the input relevance over channels. Work inside a chunk is vectorised over its images and
+samples (batched matmuls, grouped convolutions: :mod:`~bayeslrp.lrp.maps`); per-sample heatmaps
+are merged into the mean (and std) as they come (:mod:`~bayeslrp.lrp.bayes`).
+
+How chunks are cut is decided by :func:`_plan` (measured in ``benchmarks/lrp.py``): on CPUs the
+elementwise half of LRP is bound by memory bandwidth, so chunks are kept cache-sized.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,10 +27,11 @@ from .layers import (Activation, Block, Context, Dense, Flatten, Node, Normalize
 from .rules import Rule, is_shared, make_rule
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
-WORKING_SET = 4 << 20  # bytes of a chunk's largest activation when samples are looped
+WORKING_SET = 4 << 20  # bytes of a chunk's largest activation (about a CPU's cache)
 REDUCTIONS = ("mean", "mean_std", None)
 
 
+# --------------------------------------------------------------------------- model and job
 def _model_params(model, n_samples):
     """(network, params ``name -> [n, ...]``, n) of an Ensemble or a single nn.Sequential."""
     if isinstance(model, Ensemble):
@@ -45,22 +51,153 @@ def _model_params(model, n_samples):
                         f"{type(model).__name__}")
 
 
-def _float_params(params):
-    floats = {k: v for k, v in params.items() if v.is_floating_point()}
-    if not floats:
+@dataclass
+class _Job:
+    """One explain call with its options resolved and validated."""
+
+    net: nn.Sequential
+    nodes: list[Node]
+    cut: tg.LayerCut
+    params: dict[str, torch.Tensor]
+    n: int
+    x: torch.Tensor
+    rule: Rule
+    target: torch.Tensor | None
+    seed: str
+    target_mode: str
+    inner: str
+    surrogate_beta: float | None
+
+    @property
+    def keeps_samples_together(self) -> bool:
+        """Whether the predictive class couples the samples of an image (and can be taken from
+        the explaining forward pass itself: not with a surrogate, which needs the true net)."""
+        return (self.cut.is_output and self.target is None
+                and self.target_mode == "predictive" and self.surrogate_beta is None)
+
+    def needs_class_pass(self, s_chunk: int) -> bool:
+        """Whether the explained classes need a forward pass of their own."""
+        if not self.cut.is_output or self.target is not None:
+            return False
+        return self.surrogate_beta is not None or (self.target_mode == "predictive"
+                                                   and s_chunk < self.n)
+
+
+def _job(model, x, rule, layer, n_samples, target, create_graph, seed, target_mode, inner,
+         surrogate_beta, rule_params) -> _Job:
+    tg.validate_options(seed, target_mode, inner)
+    rule_obj = make_rule(rule, **rule_params)
+    if surrogate_beta is not None:
+        if not float(surrogate_beta) > 0:
+            raise BayesLRPError(f"surrogate_beta must be > 0 (got {surrogate_beta})")
+        surrogate_beta = float(surrogate_beta)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise BayesLRPError("x must be an image tensor [B, C, H, W]")
+    if x.shape[0] == 0:
+        raise BayesLRPError("x holds no images")
+    net, params, n = _model_params(model, n_samples)
+    params = {k: v for k, v in params.items() if v.is_floating_point()}
+    if not params:
         raise BayesLRPError("the network has no floating-point parameters")
-    first = next(iter(floats.values()))
-    return floats, first.dtype, first.device
+    first = next(iter(params.values()))
+    cut = tg.resolve_layer(net, layer)
+    nodes = compile_network(net, cut.stop)
+    x = x.to(device=first.device, dtype=first.dtype)
+    if not create_graph:
+        x = x.detach()
+    fixed = tg.explicit_target(target, x.shape[0], first.device)
+    if fixed is not None and not cut.is_output and inner == "all":
+        raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
+    return _Job(net, nodes, cut, params, n, x, rule_obj, fixed, seed, target_mode, inner,
+                surrogate_beta)
 
 
+# --------------------------------------------------------------------------- chunk plan
+def _footprint(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
+               create_graph: bool) -> tuple[int, int]:
+    """(bytes one (image, sample) pair needs for activations, records and temporaries,
+    bytes of its largest single activation), from a forward pass of one image and sample."""
+    sizes = [x[0].numel()]
+    ctx = Context({k: v[:1] for k, v in params.items()}, rule)
+    a = x[:1].unsqueeze(0)
+    with torch.no_grad():
+        for node in nodes:
+            a, _ = node.forward(a, ctx)
+            sizes.append(a[0, 0].numel())
+    factor = 3 if create_graph else 1
+    elem = x.element_size()
+    return int(elem * (sum(sizes) * 2 + 4 * max(sizes)) * factor), elem * max(sizes)
+
+
+def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
+          keep_samples: bool) -> tuple[int, int]:
+    """(samples, images) per chunk.
+
+    On CPUs the elementwise half of LRP is bound by memory bandwidth: chunks whose largest
+    activation stays near :data:`WORKING_SET` bytes (cache-sized) run several times faster than
+    large ones, so by default one sample is explained at a time for a cache-sized batch of
+    images. When the predicted class of the Bayesian mean is wanted and all samples of an image
+    fit that working set together (dense networks), every sample of an image goes into one
+    chunk instead: the class then comes from the same forward pass, and each chunk reads the
+    weights of all samples once for many images. ``budget`` bounds a chunk's bytes either way.
+    """
+    pair_bytes, largest = max(footprint[0], 1), max(footprint[1], 1)
+    if keep_samples and n * largest <= WORKING_SET:
+        s_chunk = min(n, max(1, budget // pair_bytes))
+    else:
+        s_chunk = 1
+    b_chunk = min(n_images, max(1, WORKING_SET // largest),
+                  max(1, budget // (pair_bytes * s_chunk)))
+    return s_chunk, b_chunk
+
+
+def _job_plan(job: _Job, create_graph: bool, budget: int, chunks) -> tuple[int, int, tuple]:
+    fp = _footprint(job.nodes, job.x, job.params, job.rule, create_graph)
+    s_chunk, b_chunk = _plan(job.n, job.x.shape[0], fp, int(budget), job.keeps_samples_together)
+    if chunks is not None:
+        try:
+            s_req, b_req = (int(c) for c in chunks)
+        except (TypeError, ValueError):
+            raise BayesLRPError(f"chunks must be (samples, images) per chunk; got {chunks!r}") \
+                from None
+        if s_req < 1 or b_req < 1:
+            raise BayesLRPError(f"chunks must be positive (samples, images); got {chunks!r}")
+        s_chunk, b_chunk = min(job.n, s_req), min(job.x.shape[0], b_req)
+    return s_chunk, b_chunk, fp
+
+
+# --------------------------------------------------------------------------- passes
 def _forward(nodes: list[Node], x: torch.Tensor, ctx: Context, s: int, keep: bool):
-    a = x.unsqueeze(0).expand(s, *x.shape)
+    a = x.unsqueeze(0).expand(s, *x.shape)  # the input is shared by the samples (stride 0)
     records = []
     for node in nodes:
         a, rec = node.forward(a, ctx)
         if keep:
             records.append(rec)
     return a, records
+
+
+def _predicted_classes(job: _Job, budget: int) -> torch.Tensor:
+    """Classes ``[n, B]`` from the true network's logits (no surrogate, no gradient)."""
+    nodes = compile_network(job.net, tg.resolve_layer(job.net, None).stop)
+    x = job.x.detach()
+    fp = _footprint(nodes, x, job.params, job.rule, False)
+    s_chunk, b_chunk = _plan(job.n, x.shape[0], fp, budget, keep_samples=False)
+    contexts = [Context({k: v[s0:s0 + s_chunk] for k, v in job.params.items()}, job.rule,
+                        true_activations=True) for s0 in range(0, job.n, s_chunk)]
+    rows = []
+    with torch.no_grad():
+        for b0 in range(0, x.shape[0], b_chunk):
+            xb = x[b0:b0 + b_chunk]
+            logits = [_forward(nodes, xb, ctx, _ctx_samples(ctx), keep=False)[0]
+                      for ctx in contexts]
+            rows.append(tg.classes_from_logits(torch.cat(logits), job.target_mode))
+    return torch.cat(rows, dim=1)
+
+
+def _ctx_samples(ctx: Context) -> int:
+    """Number of samples a context holds."""
+    return next(iter(ctx.params.values())).shape[0]
 
 
 def _mark_seeded_map(nodes: list[Node], records: list) -> None:
@@ -94,60 +231,31 @@ def _mark_summed_input(nodes: list[Node], records: list) -> bool:
     return False
 
 
-def _footprint(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
-               create_graph: bool) -> tuple[int, int]:
-    """(bytes one (image, sample) pair needs for activations, records and temporaries,
-    bytes of its largest single activation), from a forward pass of one image and sample."""
-    sizes = [x[0].numel()]
-    ctx = Context({k: v[:1] for k, v in params.items()}, rule)
-    a = x[:1].unsqueeze(0)
-    with torch.no_grad():
-        for node in nodes:
-            a, _ = node.forward(a, ctx)
-            sizes.append(a[0, 0].numel())
-    factor = 3 if create_graph else 1
-    elem = x.element_size()
-    return int(elem * (sum(sizes) * 2 + 4 * max(sizes)) * factor), elem * max(sizes)
+def _chunk_heatmaps(job: _Job, xb: torch.Tensor, ctx: Context, classes: torch.Tensor | None,
+                    target: torch.Tensor | None, sum_samples: bool):
+    """Heatmaps ``[s, b, H, W]`` of one chunk, or their sum over samples ``[1, b, H, W]``
+    (returned with True) when ``sum_samples`` and the network allows it."""
+    s = _ctx_samples(ctx)
+    h, records = _forward(job.nodes, xb, ctx, s, keep=True)
+    if job.cut.is_output:
+        if target is not None:
+            classes = target.unsqueeze(0).expand(s, -1)
+        elif classes is None:  # every sample of these images is in this chunk
+            classes = tg.classes_from_logits(h.detach(), job.target_mode)
+        r = tg.output_seed(h, classes, job.seed)
+    else:
+        r = tg.inner_seed(h, job.seed, job.inner, target)
+    del h
+    if job.cut.is_output or job.inner == "max":
+        _mark_seeded_map(job.nodes, records)
+    summed = sum_samples and _mark_summed_input(job.nodes, records)
+    for node in reversed(job.nodes):
+        r = node.relevance(r, records.pop(), ctx)  # records are freed as the walk goes
+    heat = r[:, :, 0] if r.shape[2] == 1 else r.sum(dim=2)  # sum over input channels
+    return heat, summed
 
 
-def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
-          keep_samples: bool) -> tuple[int, int]:
-    """(sample chunk, image chunk).
-
-    ``keep_samples``: every sample of an image in one chunk, so the predicted class comes from
-    the same forward pass; images as many as ``budget`` allows. Otherwise one sample per chunk
-    and as many images as keep its largest activation about :data:`WORKING_SET` bytes: on CPUs
-    the elementwise work of LRP is bound by memory bandwidth, and cache-sized chunks run several
-    times faster than large ones (``benchmarks/lrp.py``).
-    """
-    pair_bytes, largest = max(footprint[0], 1), max(footprint[1], 1)
-    if keep_samples:
-        s_chunk = min(n, max(1, budget // pair_bytes))
-        return s_chunk, min(n_images, max(1, budget // (pair_bytes * s_chunk)))
-    b_chunk = min(n_images, max(1, WORKING_SET // largest), max(1, budget // pair_bytes))
-    return 1, b_chunk
-
-
-def _predicted_classes(net, x, params, n, rule, target_mode, budget):
-    """Classes ``[n, B]`` from the true network's logits (no surrogate, no gradient)."""
-    nodes = compile_network(net, tg.resolve_layer(net, None).stop)
-    fp = _footprint(nodes, x, params, rule, False)
-    s_chunk, b_chunk = _plan(n, x.shape[0], fp, budget, keep_samples=False)
-    with torch.no_grad():
-        rows = []
-        for b0 in range(0, x.shape[0], b_chunk):
-            xb = x[b0:b0 + b_chunk]
-            logits = []
-            for s0 in range(0, n, s_chunk):
-                s1 = min(n, s0 + s_chunk)
-                ctx = Context({k: v[s0:s1] for k, v in params.items()}, rule,
-                              true_activations=True)
-                out, _ = _forward(nodes, xb, ctx, s1 - s0, keep=False)
-                logits.append(out)
-            rows.append(tg.classes_from_logits(torch.cat(logits), target_mode))
-        return torch.cat(rows, dim=1)
-
-
+# --------------------------------------------------------------------------- public
 def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | None = None,
             n_samples: int | None = None, reduce: str | None = "mean", target=None,
             create_graph: bool = False, *, seed: str = "logit",
@@ -194,7 +302,12 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
         the forward pass of the explanation (smooth gradients; Dombrowski et al. 2019). The
         explained class is still the true network's prediction.
     memory_budget : int
-        Bytes one chunk of (images × samples) may use.
+        Bytes one chunk of (images × samples) may use (activations, records, relevance; an
+        estimate). With ``create_graph`` the graphs of all chunks are kept until the caller's
+        backward pass, so the total grows with the number of images.
+    chunks : (int, int), optional
+        Force (samples, images) per chunk instead of the automatic plan (see
+        :func:`chunk_plan`); results do not depend on it.
 
     Returns
     -------
@@ -205,93 +318,44 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
         reduce = None
     if reduce not in REDUCTIONS:
         raise BayesLRPError(f"reduce={reduce!r} is not known; choose 'mean', 'mean_std' or None")
-    tg.validate_options(seed, target_mode, inner)
-    rule_obj = make_rule(rule, **rule_params)
-    if surrogate_beta is not None and not float(surrogate_beta) > 0:
-        raise BayesLRPError(f"surrogate_beta must be > 0 (got {surrogate_beta})")
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise BayesLRPError("x must be an image tensor [B, C, H, W]")
-    if x.shape[0] == 0:
-        raise BayesLRPError("x holds no images")
-    net, params, n = _model_params(model, n_samples)
-    params, dtype, device = _float_params(params)
-    cut = tg.resolve_layer(net, layer)
-    nodes = compile_network(net, cut.stop)
-    x = x.to(device=device, dtype=dtype)
-    if not create_graph:
-        x = x.detach()
-    n_images = x.shape[0]
-    fixed = tg.explicit_target(target, n_images, device)
-    if fixed is not None and not cut.is_output and inner == "all":
-        raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
-
-    # the predictive class couples the samples of an image: keep them in one chunk when it is
-    # needed (and no surrogate forces a separate pass for the true network's class anyway)
-    keep_samples = (cut.is_output and fixed is None and target_mode == "predictive"
-                    and surrogate_beta is None)
-    fp = _footprint(nodes, x, params, rule_obj, create_graph)
-    s_chunk, b_chunk = _plan(n, n_images, fp, int(memory_budget), keep_samples)
-    if chunks is not None:
-        s_chunk, b_chunk = min(n, int(chunks[0])), min(n_images, int(chunks[1]))
-    classes = None
-    if cut.is_output and fixed is None and (
-            surrogate_beta is not None or (target_mode == "predictive" and s_chunk < n)):
-        classes = _predicted_classes(net, x.detach(), params, n, rule_obj, target_mode,
-                                     int(memory_budget))
-
-    grad_mode = torch.enable_grad() if create_graph else torch.no_grad()
-    mean_parts, std_parts, full_parts = [], [], []
-    contexts: dict[int, Context] = {}
-    with grad_mode:
+    job = _job(model, x, rule, layer, n_samples, target, create_graph, seed, target_mode, inner,
+               surrogate_beta, rule_params)
+    s_chunk, b_chunk, _ = _job_plan(job, create_graph, memory_budget, chunks)
+    classes = (_predicted_classes(job, int(memory_budget)) if job.needs_class_pass(s_chunk)
+               else None)
+    # one context per sample chunk: its prepared (folded, re-laid-out) weights are reused
+    contexts = [Context({k: v[s0:s0 + s_chunk] for k, v in job.params.items()}, job.rule,
+                        surrogate_beta=job.surrogate_beta) for s0 in range(0, job.n, s_chunk)]
+    n_images = job.x.shape[0]
+    means, stds, full = [], [], []
+    with torch.enable_grad() if create_graph else torch.no_grad():
         for b0 in range(0, n_images, b_chunk):
             b1 = min(n_images, b0 + b_chunk)
-            xb = x[b0:b1]
             acc, per_sample = MeanStd(with_std=reduce == "mean_std"), []
-            for s0 in range(0, n, s_chunk):
-                s1 = min(n, s0 + s_chunk)
-                ctx = contexts.get(s0)
-                if ctx is None:  # one per sample chunk: its prepared weights are reused
-                    ctx = contexts[s0] = Context(
-                        {k: v[s0:s1] for k, v in params.items()}, rule_obj,
-                        surrogate_beta=None if surrogate_beta is None else float(surrogate_beta))
-                h, records = _forward(nodes, xb, ctx, s1 - s0, keep=True)
-                if cut.is_output:
-                    if fixed is not None:
-                        cls = fixed[b0:b1].unsqueeze(0).expand(s1 - s0, -1)
-                    elif classes is not None:
-                        cls = classes[s0:s1, b0:b1]
-                    else:
-                        cls = tg.classes_from_logits(h.detach(), target_mode)
-                    r = tg.output_seed(h, cls, seed)
-                else:
-                    r = tg.inner_seed(h, seed, inner, None if fixed is None else fixed[b0:b1])
-                del h
-                if cut.is_output or inner == "max":
-                    _mark_seeded_map(nodes, records)
-                summed = reduce == "mean" and _mark_summed_input(nodes, records)
-                for node in reversed(nodes):
-                    r = node.relevance(r, records.pop(), ctx)
-                # relevance summed over input channels: [s, b, H, W] (or [1, b, H, W] summed)
-                heat = r[:, :, 0] if r.shape[2] == 1 else r.sum(dim=2)
-                del r
+            for i, ctx in enumerate(contexts):
+                s0 = i * s_chunk
+                heat, summed = _chunk_heatmaps(
+                    job, job.x[b0:b1], ctx,
+                    None if classes is None else classes[s0:s0 + s_chunk, b0:b1],
+                    None if job.target is None else job.target[b0:b1],
+                    sum_samples=reduce == "mean")
                 if reduce is None:
                     per_sample.append(heat)
                 elif summed:
-                    acc.add_sum(heat[0], s1 - s0)
+                    acc.add_sum(heat[0], _ctx_samples(ctx))
                 else:
                     acc.add(heat)
             if reduce is None:
-                full_parts.append(torch.cat(per_sample))
+                full.append(torch.cat(per_sample))
             else:
-                mean_parts.append(acc.mean)
+                means.append(acc.mean)
                 if reduce == "mean_std":
-                    std_parts.append(acc.std())
+                    stds.append(acc.std())
     if reduce is None:
-        return torch.cat(full_parts, dim=1)
-    mean = torch.cat(mean_parts)
+        return torch.cat(full, dim=1)
     if reduce == "mean_std":
-        return mean, torch.cat(std_parts)
-    return mean
+        return torch.cat(means), torch.cat(stds)
+    return torch.cat(means)
 
 
 def explain_with_std(model, x: torch.Tensor, rule: str | Rule = "epsilon",
@@ -301,21 +365,24 @@ def explain_with_std(model, x: torch.Tensor, rule: str | Rule = "epsilon",
     return explain(model, x, rule, layer, n_samples, reduce="mean_std", **kwargs)
 
 
-def chunk_plan(model, x: torch.Tensor, layer: int | None = None, n_samples: int | None = None,
-               create_graph: bool = False, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-               target=None, target_mode: str = "predictive",
-               surrogate_beta: float | None = None) -> dict[str, int]:
-    """The (sample chunk, image chunk) sizes :func:`explain` would use, and the estimates
-    behind them."""
-    net, params, n = _model_params(model, n_samples)
-    params, dtype, device = _float_params(params)
-    cut = tg.resolve_layer(net, layer)
-    nodes = compile_network(net, cut.stop)
-    x = x.to(device=device, dtype=dtype)
-    keep = (cut.is_output and target is None and target_mode == "predictive"
-            and surrogate_beta is None)
-    fp = _footprint(nodes, x, params, make_rule("epsilon"), create_graph)
-    s_chunk, b_chunk = _plan(n, x.shape[0], fp, int(memory_budget), keep)
-    return {"bytes_per_pair": fp[0], "largest_activation_bytes": fp[1],
-            "sample_chunk": s_chunk, "image_chunk": b_chunk,
-            "chunks": math.ceil(n / s_chunk) * math.ceil(x.shape[0] / b_chunk)}
+def chunk_plan(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | None = None,
+               n_samples: int | None = None, target=None, create_graph: bool = False, *,
+               seed: str = "logit", target_mode: str = "predictive", inner: str = "max",
+               surrogate_beta: float | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+               chunks: tuple[int, int] | None = None, **rule_params: float) -> dict[str, int]:
+    """How :func:`explain` with the same arguments would cut the work into chunks.
+
+    Returns
+    -------
+    dict
+        ``sample_chunk``, ``image_chunk``, ``chunks`` (their number), ``class_pass`` (1 when
+        the predicted classes need a forward pass of their own), and the estimates behind
+        them: ``bytes_per_pair`` and ``largest_activation_bytes`` of one (image, sample).
+    """
+    job = _job(model, x, rule, layer, n_samples, target, create_graph, seed, target_mode, inner,
+               surrogate_beta, rule_params)
+    s_chunk, b_chunk, fp = _job_plan(job, create_graph, memory_budget, chunks)
+    return {"sample_chunk": s_chunk, "image_chunk": b_chunk,
+            "chunks": math.ceil(job.n / s_chunk) * math.ceil(job.x.shape[0] / b_chunk),
+            "class_pass": int(job.needs_class_pass(s_chunk)),
+            "bytes_per_pair": fp[0], "largest_activation_bytes": fp[1]}

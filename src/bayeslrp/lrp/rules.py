@@ -30,11 +30,6 @@ class AffineMap(Protocol):
     def backward(self, s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor: ...
 
 
-def sign0(z: torch.Tensor) -> torch.Tensor:
-    """``sign(z)`` with ``sign(0) = +1`` (SPEC §4), as a tensor of ``±1``."""
-    return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
-
-
 def stabilize(z: torch.Tensor, delta: float) -> torch.Tensor:
     """``z + delta·sign(z)`` (``sign(0) = +1``): a denominator pushed away from zero.
 

@@ -22,12 +22,14 @@ from bayeslrp.plots.frames import metric_k, ordered_rules
 from bayeslrp.plots.make import make_all_figures, read_figure_index
 from bayeslrp.plots.rundir import RunData, load_run
 
+from .drivers import difference_drivers_table
 from .html import esc, figure_html, key_value_table, page, table_html
 from .tables import (KNOWN_PIXELS, accuracy_table, attack_success_table, mann_whitney_display,
                      mann_whitney_table, median_robustness_table, nnz_display, nnz_table,
                      spearman_display, spearman_table)
 
-__all__ = ["REPORT_NAME", "accuracy_table", "attack_success_table", "mann_whitney_table",
+__all__ = ["REPORT_NAME", "accuracy_table", "attack_success_table", "difference_drivers_table",
+           "mann_whitney_table",
            "median_robustness_table", "nnz_table", "pixels_per_dataset", "render_report",
            "report_tables", "spearman_table",
            "summary_tables", "write_report"]
@@ -89,12 +91,14 @@ def summary_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
 
 
 def report_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
-    """:func:`summary_tables` plus ``spearman`` (:func:`spearman_table`) and ``nnz``
-    (:func:`nnz_table`)."""
+    """:func:`summary_tables` plus ``spearman`` (:func:`spearman_table`), ``nnz``
+    (:func:`nnz_table`) and ``drivers`` (:func:`difference_drivers_table`)."""
     run = _as_run(run_dir)
     tables = summary_tables(run)
     tables["spearman"] = spearman_table(run.results)
-    tables["nnz"] = nnz_table(run.results, pixels_per_dataset(run))
+    pixels = pixels_per_dataset(run)
+    tables["nnz"] = nnz_table(run.results, pixels)
+    tables["drivers"] = difference_drivers_table(run.results, pixels, metric_k(run.results))
     return tables
 
 
@@ -110,6 +114,7 @@ _SECTIONS = [
     ("tests", "Mann-Whitney tests"),
     ("spearman", "Spearman correlation"),
     ("sparsity", "Sparse heatmaps"),
+    ("drivers", "What drives the difference"),
     ("config", "Configuration"),
     ("manifest", "Versions and timings"),
 ]
@@ -220,6 +225,14 @@ _NOTES = {
              "*** ≤ 0.001, **** ≤ 0.0001).",
     "spearman": "Spearman rank correlation ρ between LRP robustness and softmax robustness "
                 "of the same images; each cell: ρ (two-sided p-value).",
+    "drivers": "Median k-LRP robustness of every condition: the deterministic net (Det), "
+               "the Bayesian explanation with n samples (Bayn), one posterior sample "
+               "attacked with its own gradient (Own sample j), transfer attacks (“on "
+               "x̃(B)”: explained on the points crafted against model B) and each attack "
+               "and attack mode. Tests against Det on the same attack's points, one-sided "
+               "(Det lower): Wilcoxon signed-rank (paired by image; stars) and Mann-Whitney "
+               "U (unpaired). Last column: share of clean heatmaps with fewer than K "
+               "non-zero pixels.",
     "sparsity": "Share of clean heatmaps R(x) with fewer non-zero pixels than the top-k "
                 "selection size K = floor(k·P/100), per layer (P pixels per image). Such "
                 "images are scored on their non-zero pixels only (ties=\"nonzero\", SPEC §6).",
@@ -244,6 +257,7 @@ def render_report(run: RunData) -> str:
                             "model on the same data."),
         "spearman": table_html(spearman_display(tables["spearman"])),
         "sparsity": table_html(nnz_display(tables["nnz"])),
+        "drivers": table_html(tables["drivers"]),
         "config": config,
         "manifest": _manifest(run.manifest),
     }
