@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import bayeslrp as bl  # noqa: E402
 from bayeslrp.lrp.targets import resolve_layer  # noqa: E402
 
-DEFAULT_IMAGES = {"fc2": 500, "conv": 100}
+DEFAULT_IMAGES = {"fc2": 500, "conv": 500}
 
 
 def matmul_flops(n: int = 2048, repeats: int = 3) -> float:
@@ -214,7 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", nargs="+", default=["fc2", "conv"], choices=["fc2", "conv"])
     ap.add_argument("--n-images", type=int, default=None,
-                    help="images per architecture (default: fc2 500, conv 100)")
+                    help="images per architecture (default 500)")
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--naive-samples", type=int, default=2)
     ap.add_argument("--naive-images", type=int, default=10)

@@ -208,10 +208,15 @@ def test_transfer_rows_explain_the_source_models_images(run, results):
                                   b["lrp_robustness"].to_numpy())
 
 
-def test_differences_cover_the_own_sample_model(run):
+def test_differences_cover_the_own_sample_model(run, results):
     diffs = pd.read_parquet(run.run_dir / "differences.parquet")
     assert {"vi", "vi.own1"} <= set(diffs["model"])
     assert set(diffs["baseline"]) == {"det"}
+    from bayeslrp.report import mann_whitney_table
+
+    table = mann_whitney_table(results)
+    assert set(table.loc[table["model"].str.startswith("vi.own1"), "comparison"]) == {"Own−Det"}
+    assert set(table.loc[table["model"].str.startswith("vi ("), "comparison"]) == {"Bay−Det"}
 
 
 # --------------------------------------------------------------------------- report
@@ -366,3 +371,20 @@ def test_compat_changes_keys_like_the_explicit_settings():
     a = expand_grid(load_config({**COMPAT_BASE, "compat": "original"}))
     b = expand_grid(load_config(explicit))
     assert [t.key for t in a.tasks] == [t.key for t in b.tasks]
+
+
+def test_adv_vs_bayes_tests_leave_out_own_sample_models():
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, method in (("adv", "adv"), ("vi", "vi"), ("vi.own0", "vi")):
+        for point in range(12):
+            rob, base = float(rng.random()), float(rng.random())
+            rows.append({"dataset": "synthetic", "model": model, "method": method,
+                         "baseline": "det", "attack": "fgsm", "rule": "epsilon", "layer": 5,
+                         "n_samples": 1, "k": 20, "point": point, "lrp_robustness": rob,
+                         "baseline_robustness": base, "diff": rob - base})
+    tests = stages._tests(pd.DataFrame(rows), {"vi.own0"})
+    assert set(tests.loc[tests["test"] == "adv<bayes", "model"]) == {"vi"}
+    assert set(tests.loc[tests["test"] == "baseline<model", "model"]) == {"adv", "vi", "vi.own0"}
+    both = stages._tests(pd.DataFrame(rows))
+    assert set(both.loc[both["test"] == "adv<bayes", "model"]) == {"vi", "vi.own0"}

@@ -670,13 +670,14 @@ def _differences(results: pd.DataFrame, pairs: list) -> pd.DataFrame:
                             "point"], kind="mergesort").reset_index(drop=True)
 
 
-def _tests(diffs: pd.DataFrame) -> pd.DataFrame:
+def _tests(diffs: pd.DataFrame, own: set | frozenset = frozenset()) -> pd.DataFrame:
     """One-sided Mann-Whitney tests with stars.
 
     ``baseline<model``: the baseline's LRP robustness is stochastically lower than the
     model's (the Bay − Det and Adv − Det comparisons). ``adv<bayes``: the adversarially
     trained model's LRP robustness is stochastically lower than that of a Bayesian model with
-    the same baseline, on the same images (paper 000, §VII-H).
+    the same baseline, on the same images (paper 000, §VII-H). The models in ``own`` (posterior
+    samples used as deterministic nets) are not Bayesian models there.
     """
     from bayeslrp import stats
 
@@ -691,7 +692,7 @@ def _tests(diffs: pd.DataFrame) -> pd.DataFrame:
                      "median_other_diff": 0.0, "u": mw.u, "pvalue": mw.pvalue,
                      "stars": mw.stars})
     adv = diffs[diffs["method"] == "adv"]
-    bay = diffs[diffs["method"].isin(["vi", "hmc"])]
+    bay = diffs[diffs["method"].isin(["vi", "hmc"]) & ~diffs["model"].isin(sorted(own))]
     for key, b in bay.groupby(keys, sort=True):
         rec = dict(zip(keys, key))
         for adv_model, a in adv[(adv["dataset"] == rec["dataset"])
@@ -741,7 +742,8 @@ def run_compare(params: dict, inputs: Mapping[str, ArtifactRef],
     diffs = _differences(results, [tuple(p) for p in params["pairs"]])
     files = {RESULTS_FILE: table_to_bytes(results.reset_index(drop=True)),
              DIFFERENCES_FILE: table_to_bytes(diffs),
-             TESTS_FILE: table_to_bytes(_tests(diffs)),
+             TESTS_FILE: table_to_bytes(_tests(
+                 diffs, set(results.loc[results["own_sample"] >= 0, "model"]))),
              SPEARMAN_FILE: table_to_bytes(_spearman(results))}
     return StageOutput(files, {"rows": int(len(results))})
 

@@ -155,6 +155,8 @@ def mann_whitney_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
     diffs = paired_differences(df, k)
     if diffs.empty:
         return pd.DataFrame(columns=columns)
+    # a posterior sample used as a deterministic net (own_attack_sample) is not a BNN
+    own = set(df.loc[df["own_sample"] >= 0, "model"]) if "own_sample" in df.columns else set()
     keys = ["dataset", "arch", "attack", "rule", "layer", "k"]
     rows = []
     for key, group in diffs.groupby(keys, sort=False):
@@ -164,8 +166,8 @@ def mann_whitney_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
                                                       sort=False):
             res = mann_whitney(part["baseline_robustness"], part["robustness"], "less")
             label = series_label(model, method, n)
-            kind = "Bay−Det" if method in BAYESIAN else "Adv−Det" if method == "adv" else \
-                "Model−Det"
+            kind = "Own−Det" if model in own else "Bay−Det" if method in BAYESIAN else \
+                "Adv−Det" if method == "adv" else "Model−Det"
             rows.append(dict(zip(keys, key), comparison=kind, model=label,
                              test=f"{base} < {label}",
                              **{"median difference": float(part["diff"].median()),
@@ -176,7 +178,7 @@ def mann_whitney_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
         for adv_label, adv_rob in advs:
             for (model, method, n), part in group.groupby(["model", "method", "n_samples"],
                                                           sort=False):
-                if method not in BAYESIAN:
+                if method not in BAYESIAN or model in own:
                     continue
                 bay_rob = part.set_index("point")["robustness"]
                 res = mann_whitney(adv_rob, bay_rob, "less")
