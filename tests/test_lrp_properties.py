@@ -89,7 +89,8 @@ def test_lrp0_equals_gradient_times_input(arch):
 def test_alphabeta_10_equals_zplus_rule():
     torch.manual_seed(13)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8, bias=False), nn.ReLU(),
-                        nn.Linear(8, 6, bias=False), nn.ReLU(), nn.Linear(6, 4, bias=False)).double()
+                        nn.Linear(8, 6, bias=False), nn.ReLU(),
+                        nn.Linear(6, 4, bias=False)).double()
     x = torch.rand(5, 1, 3, 4, dtype=torch.float64)
     heat = bl.lrp.explain(net, x, rule="alphabeta", alpha=1.0, beta=0.0, stabilizer=1e-15)
     # z+ rule (Montavon et al. 2019, eq. for a >= 0): R_j = a_j Σ_k w+_jk R_k / Σ_j a_j w+_jk

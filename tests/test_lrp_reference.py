@@ -14,8 +14,9 @@ import bayeslrp as bl
 from lrp_reference import double_ensemble, randomize_batchnorm, reference_lrp
 from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 
-RULES = [("epsilon", {}), ("gamma", {}), ("alphabeta", {}), ("alphabeta", {"alpha": 2.0, "beta": 1.0}),
-         ("epsilon", {"epsilon": 0.01}), ("gamma", {"gamma": 0.5})]
+RULES = [("epsilon", {}), ("gamma", {}), ("alphabeta", {}),
+         ("alphabeta", {"alpha": 2.0, "beta": 1.0}), ("epsilon", {"epsilon": 0.01}),
+         ("gamma", {"gamma": 0.5})]
 RULE_IDS = ["eps", "gamma", "ab10", "ab21", "eps0.01", "gamma0.5"]
 
 

@@ -78,7 +78,8 @@ def test_bayesian_mean_and_std_on_a_perturbed_ensemble(trained):
     ens, x, _ = trained
     gen = torch.Generator().manual_seed(0)
     params = {k: (v.repeat(4, *[1] * (v.dim() - 1))
-                  + 0.02 * torch.randn((4, *v.shape[1:]), generator=gen)) for k, v in ens.params.items()}
+                  + 0.02 * torch.randn((4, *v.shape[1:]), generator=gen))
+              for k, v in ens.params.items()}
     bayes = bl.Ensemble(ens.spec, params)
     for layer in bl.nets.learnable_layers(bayes.module):
         full = bl.lrp.explain(bayes, x, layer=layer, reduce=None)

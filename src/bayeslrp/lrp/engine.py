@@ -70,10 +70,11 @@ class _Job:
 
     @property
     def keeps_samples_together(self) -> bool:
-        """Whether the predictive class couples the samples of an image (and can be taken from
-        the explaining forward pass itself: not with a surrogate, which needs the true net)."""
-        return (self.cut.is_output and self.target is None
-                and self.target_mode == "predictive" and self.surrogate_beta is None)
+        """Whether to prefer chunks holding every sample of an image: at the output layer,
+        where the predictive class couples them (and for dense networks such chunks are the
+        fastest even when the class is given: the weights of all samples are read once for
+        many images). The same plan with or without ``target`` gives identical numbers."""
+        return self.cut.is_output
 
     def needs_class_pass(self, s_chunk: int) -> bool:
         """Whether the explained classes need a forward pass of their own."""
@@ -136,10 +137,10 @@ def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
     On CPUs the elementwise half of LRP is bound by memory bandwidth: chunks whose largest
     activation stays near :data:`WORKING_SET` bytes (cache-sized) run several times faster than
     large ones, so by default one sample is explained at a time for a cache-sized batch of
-    images. When the predicted class of the Bayesian mean is wanted and all samples of an image
-    fit that working set together (dense networks), every sample of an image goes into one
-    chunk instead: the class then comes from the same forward pass, and each chunk reads the
-    weights of all samples once for many images. ``budget`` bounds a chunk's bytes either way.
+    images. At the output layer (``keep_samples``), when all samples of an image fit that
+    working set together (dense networks), every sample of an image goes into one chunk
+    instead: the predictive class then comes from the same forward pass, and each chunk reads
+    the weights of all samples once for many images. ``budget`` bounds a chunk's bytes.
     """
     pair_bytes, largest = max(footprint[0], 1), max(footprint[1], 1)
     if keep_samples and n * largest <= WORKING_SET:

@@ -26,8 +26,8 @@ from torch import nn
 
 from .. import nets
 from ..errors import BayesLRPError
-from .maps import (CHANNELS_LAST, ConvMap, LinearMap, flatten_features, from_grouped,
-                   SummedMap, grouped_channels_last, grouped_weight, to_grouped)
+from .maps import (CHANNELS_LAST, ConvMap, LinearMap, SummedMap, flatten_features, from_grouped,
+                   grouped_channels_last, grouped_weight, to_grouped)
 from .rules import Rule, elementwise, is_shared, stabilize
 
 
@@ -157,8 +157,8 @@ class Activation(Node):
     """ReLU / LeakyReLU / Softplus; relevance passes through unchanged.
 
     With ``surrogate_beta`` β, ReLU runs as ``softplus_β`` and LeakyReLU(slope) as
-    ``slope·x + (1 − slope)·softplus_β(x)`` (Dombrowski et al.), so the explanation is smooth in
-    the input.
+    ``slope·x + (1 − slope)·softplus_β(x)`` (Dombrowski et al.), so the explanation is smooth
+    in the input.
     """
 
     def __init__(self, module: nn.Module, position: int):

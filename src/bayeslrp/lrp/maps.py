@@ -37,13 +37,13 @@ def _no_graph(t: torch.Tensor) -> bool:
 
 
 def to_grouped(a: torch.Tensor) -> torch.Tensor:
-    """``[s, B, C, H, W]`` → ``[B, s·C, H, W]`` (a view when ``a`` came from :func:`from_grouped`)."""
+    """``[s, B, C, H, W]`` → ``[B, s·C, H, W]`` (free for :func:`from_grouped` views)."""
     s, b = a.shape[:2]
     return a.transpose(0, 1).reshape(b, s * a.shape[2], *a.shape[3:])
 
 
 def from_grouped(t: torch.Tensor, s: int) -> torch.Tensor:
-    """``[B, s·C, H, W]`` → ``[s, B, C, H, W]`` (a view, for contiguous or channels-last ``t``)."""
+    """``[B, s·C, H, W]`` → ``[s, B, C, H, W]`` (a view; ``t`` contiguous or channels-last)."""
     b = t.shape[0]
     return t.view(b, s, t.shape[1] // s, *t.shape[2:]).transpose(0, 1)
 
@@ -188,8 +188,8 @@ class SummedMap:
     """An affine map whose transpose also sums over the samples (``[1, B, ...]`` results).
 
     Used for the layer that reads the (sample-shared) input when only the mean heatmap is
-    wanted: ``mean_s a ⊙ W_sᵀ s_s = a ⊙ (Σ_s W_sᵀ s_s) / S`` needs one large product instead
-    of S small ones and never holds the per-sample input relevances.
+    wanted: ``mean_s a ⊙ W_sᵀ s_s = a ⊙ (Σ_s W_sᵀ s_s) / S`` needs one large product
+    instead of S small ones and never holds the per-sample input relevances.
     """
 
     def __init__(self, inner):

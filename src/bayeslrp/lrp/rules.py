@@ -105,7 +105,8 @@ class Rule:
         """
         raise NotImplementedError
 
-    def proportional(self, parts: list[torch.Tensor], relevance: torch.Tensor) -> list[torch.Tensor]:
+    def proportional(self, parts: list[torch.Tensor],
+                     relevance: torch.Tensor) -> list[torch.Tensor]:
         """Split ``relevance`` of a sum in proportion to its summands (residual add)."""
         ratio = relevance / stabilize(sum(parts), self.stabilizer)
         return [p * ratio for p in parts]
@@ -154,7 +155,8 @@ class AlphaBeta(Rule):
     r"""αβ rule: positive and negative contributions :math:`(a_j w_{jk})^\pm` apart.
 
     :math:`R_j = \sum_k \big(α\,(a_j w_{jk})^+ / z^+_k - β\,(a_j w_{jk})^- / z^-_k\big) R_k`,
-    :math:`z^\pm_k = \sum_j (a_j w_{jk})^\pm + b^\pm_k`. Requires α − β = 1; default α = 1, β = 0.
+    :math:`z^\pm_k = \sum_j (a_j w_{jk})^\pm + b^\pm_k`. Requires α − β = 1; default α = 1,
+    β = 0.
     Signed inputs are handled exactly: ``(a w)^+ = a^+ w^+ + a^- w^-`` and
     ``(a w)^- = a^+ w^- + a^- w^+``. Denominators are pushed away from zero by δ = 1e-6.
     """
@@ -173,7 +175,8 @@ class AlphaBeta(Rule):
 
     def relevance(self, layer, a, z, weight, bias, relevance):
         a_pos = elementwise(positive_part, a)
-        a_neg = elementwise(lambda t: t - positive_part(t), a)  # a_pos + a_neg == a exactly, also for the derivative at a == 0
+        # a_pos + a_neg == a exactly, also for the derivative at a == 0
+        a_neg = elementwise(lambda t: t - positive_part(t), a)
         has_neg = bool((a_neg != 0).any())
         w_pos = positive_part(weight)
         w_neg = weight - w_pos

@@ -67,7 +67,8 @@ def validate_options(seed: str, target_mode: str, inner: str) -> None:
     if seed not in SEEDS:
         raise BayesLRPError(f"seed={seed!r} is not known; choose one of {SEEDS}")
     if target_mode not in TARGET_MODES:
-        raise BayesLRPError(f"target_mode={target_mode!r} is not known; choose one of {TARGET_MODES}")
+        raise BayesLRPError(f"target_mode={target_mode!r} is not known; "
+                            f"choose one of {TARGET_MODES}")
     if inner not in INNER_MODES:
         raise BayesLRPError(f"inner={inner!r} is not known; choose one of {INNER_MODES}")
 
