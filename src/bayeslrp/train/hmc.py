@@ -156,10 +156,16 @@ def predictive_diagnostics(chain_draws: Sequence[torch.Tensor], potential: Netwo
                          .softmax(-1) for q in draws[:n]]
             probs.append(torch.stack(per_chain))
     arr = torch.stack(probs).cpu().numpy()  # [chains, n, B, C]
-    r = mcmc.rhat(arr)
-    e = mcmc.ess_bulk(arr)
-    return {"rhat_max": float(np.nanmax(r)), "rhat_median": float(np.nanmedian(r)),
-            "ess_bulk_min": float(np.nanmin(e)), "ess_bulk_median": float(np.nanmedian(e)),
+    r = np.asarray(mcmc.rhat(arr), dtype=float)
+    e = np.asarray(mcmc.ess_bulk(arr), dtype=float)
+
+    def finite(values: np.ndarray, reduce) -> float:
+        # Constant probabilities (or very short chains) give NaN for every entry: report NaN.
+        values = values[np.isfinite(values)]
+        return float(reduce(values)) if values.size else float("nan")
+
+    return {"rhat_max": finite(r, np.max), "rhat_median": finite(r, np.median),
+            "ess_bulk_min": finite(e, np.min), "ess_bulk_median": finite(e, np.median),
             "rhat_kind": "rank-normalised split-R-hat (Vehtari et al. 2021)",
             "n_points": int(x.shape[0]), "draws_per_chain": int(n), "chains": len(chain_draws)}
 
