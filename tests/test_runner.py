@@ -535,21 +535,12 @@ def test_adversarial_training_modes():
         stages._adv_mode({"adv_attack": "pgd", "adv_mix": True})
 
 
-def test_ray_executor_matches_the_local_executor(tmp_path):
+def test_ray_executor_matches_the_local_executor(ray_matches_local):
     """A local Ray cluster on 127.0.0.1 gives the bytes of the local executor.
 
-    Ray workers run one torch thread each; the local run uses one thread too. ``make test``
-    installs the ``ray`` extra, so this runs there.
+    ``make test`` installs the ``ray`` extra, so this runs there.
     """
-    pytest.importorskip("ray")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = runner.run_experiment(TINY, tmp_path / "local")
-    finally:
-        torch.set_num_threads(threads)
-    ray_run = runner.run_experiment(TINY, tmp_path / "ray", executor="ray")
-    assert sha256_file(ray_run.results) == sha256_file(local.results)
+    ray_matches_local(TINY)
 
 
 def test_missing_or_unknown_executors_fail_before_writing(tmp_path, monkeypatch):
