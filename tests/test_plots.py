@@ -270,3 +270,20 @@ def test_results_with_a_missing_column_are_rejected(tmp_path):
     df.to_parquet(path / "results.parquet", index=False)
     with pytest.raises(BayesLRPError, match=re.escape("lacks the columns nnz")):
         bl.plots.load_run(path)
+
+
+def test_own_sample_models_are_single_networks_in_figures():
+    from bayeslrp.plots.frames import (OWN_SAMPLE, mark_own_samples, series_label,
+                                       series_order)
+
+    df = pd.DataFrame({"model": ["det", "hmc", "hmc.own3"], "method": ["det", "hmc", "hmc"],
+                       "n_samples": [1, 100, 1], "own_sample": [-1, -1, 3]})
+    marked = mark_own_samples(df)
+    assert list(marked["method"]) == ["det", "hmc", OWN_SAMPLE]
+    assert list(df["method"]) == ["det", "hmc", "hmc"]  # the input is not modified
+    assert series_order(marked) == [("det", "det", 1), ("hmc", "hmc", 100),
+                                    ("hmc.own3", OWN_SAMPLE, 1)]
+    assert series_label("hmc.own3", OWN_SAMPLE, 1) == "hmc.own3 (own attack)"
+    assert series_label("hmc", "hmc", 100) == "hmc (100 samples)"
+    no_column = df.drop(columns="own_sample")
+    assert mark_own_samples(no_column) is no_column

@@ -3,7 +3,8 @@
 * :func:`metric_k` / :func:`select` — pick one slice of the results table;
 * :func:`paired_differences` — per-image robustness differences against the deterministic
   baseline of the same dataset and architecture (SPEC §6: ``Bay − Det``, ``Adv − Det``);
-* :func:`series_label` — the name of one model at one sample count in legends and tables.
+* :func:`series_label` — the name of one model at one sample count in legends and tables;
+* :func:`mark_own_samples` — own-attack posterior samples are single networks in figures.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pandas as pd
 
 from bayeslrp.errors import BayesLRPError
 
-__all__ = ["BAYESIAN", "JOIN_KEYS", "RULE_ORDER", "RULE_TITLES", "baseline_models",
-           "dataset_rank", "metric_k", "ordered_rules", "paired_differences", "pick_rule", "select",
-           "series_label", "series_order"]
+__all__ = ["BAYESIAN", "JOIN_KEYS", "OWN_SAMPLE", "RULE_ORDER", "RULE_TITLES", "baseline_models",
+           "dataset_rank", "mark_own_samples", "metric_k", "ordered_rules", "paired_differences",
+           "pick_rule", "select", "series_label", "series_order"]
 
 log = logging.getLogger("bayeslrp.plots")
 
@@ -27,7 +28,10 @@ JOIN_KEYS = ["dataset", "arch", "attack", "rule", "layer", "k", "point"]
 RULE_ORDER = ("epsilon", "gamma", "alphabeta")
 DATASET_ORDER = ("mnist", "fashion_mnist", "cifar10")
 RULE_TITLES = {"epsilon": "ε rule", "gamma": "γ rule", "alphabeta": "αβ rule"}
-_METHOD_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 3}
+#: Figure method of a posterior sample attacked with its own gradient (own_attack_sample control):
+#: one network, drawn like the deterministic models, not as a posterior.
+OWN_SAMPLE = "own"
+_METHOD_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 3, OWN_SAMPLE: 4}
 
 
 def metric_k(df: pd.DataFrame, k: int | None = None) -> int | None:
@@ -83,7 +87,23 @@ def series_label(model: str, method: str, n_samples: int) -> str:
     """Legend name of a model: ``"hmc (100 samples)"`` for posteriors, else the model name."""
     if method in BAYESIAN:
         return f"{model} ({int(n_samples)} samples)"
+    if method == OWN_SAMPLE:
+        return f"{model} (own attack)"
     return str(model)
+
+
+def mark_own_samples(df: pd.DataFrame) -> pd.DataFrame:
+    """Give rows of own-attack posterior samples the method :data:`OWN_SAMPLE`.
+
+    Their ``method`` column keeps the parent's (``vi``/``hmc``) in the results table; in figures
+    they are single networks and must not be drawn or counted as posteriors. Tables without an
+    ``own_sample`` column are returned unchanged.
+    """
+    if "own_sample" not in df.columns or not (df["own_sample"] >= 0).any():
+        return df
+    out = df.copy()
+    out.loc[out["own_sample"] >= 0, "method"] = OWN_SAMPLE
+    return out
 
 
 def series_order(frame: pd.DataFrame) -> list[tuple[str, str, int]]:

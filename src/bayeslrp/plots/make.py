@@ -20,8 +20,8 @@ from bayeslrp.fileio import atomic_write_json
 
 from .boxplots import rule_boxplots
 from .distributions import difference_distributions
-from .frames import (BAYESIAN, RULE_TITLES, baseline_models, metric_k, paired_differences,
-                     pick_rule, select)
+from .frames import (BAYESIAN, RULE_TITLES, baseline_models, mark_own_samples, metric_k,
+                     paired_differences, pick_rule, select)
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
 from .rundir import RunData, load_run
 from .scatter import robustness_scatter
@@ -264,6 +264,7 @@ def make_all_figures(run_dir: str | Path, formats=FORMATS) -> list[Path]:
         When the run directory is missing, empty or has no readable results.
     """
     run = load_run(run_dir)
+    run.results = mark_own_samples(run.results)
     out_dir = run.path / "figures"
     previous = read_figure_index(run.path)
     skipped: list[dict] = []
