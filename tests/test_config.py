@@ -96,6 +96,7 @@ OUT_OF_RANGE = [
     (("models", 3, "init_model"), "vi"), (("models", 3, "init_model"), "nobody"),
     (("models", 3, "init"), "random", "models[3].init_model"),
     (("models", 3, "block_size"), 100), (("models", 0, "channels"), 8),
+    (("models", 2, "init_std"), 0.0), (("models", 2, "lr_schedule"), "linear"),
     (("data", "n_points"), 0), (("data", "n_points"), 105), (("data", "n_points"), 99990),
     (("data", "n_train"), 60001), (("data", "dataset"), "imagenet"),
     (("data", "shape"), [1, 8, 8]),
@@ -346,6 +347,17 @@ def test_config_key_is_stable_and_sensitive():
     assert config_key(cfg.models[0]) == config_key(cfg.models[0].model_dump(mode="json"))
     with pytest.raises(BayesLRPError):
         config_key({"a": float("nan")})
+
+
+def test_vi_training_options():
+    cfg = copy.deepcopy(VALID)
+    cfg["models"][2].update(init_std=0.01, lr_schedule="cosine")
+    vi = load_config(cfg).models[2]
+    assert (vi.init_std, vi.lr_schedule) == (0.01, "cosine")
+    default = load_config(VALID).models[2]
+    assert (default.init_std, default.lr_schedule) == (1e-3, "constant")
+    train_vi = pytest.importorskip("bayeslrp.train.vi")
+    assert default.init_std == train_vi.DEFAULT_INIT_STD
 
 
 def test_learnable_layers_agree_with_nets():

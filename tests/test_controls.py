@@ -31,7 +31,8 @@ CONTROLS = {
         {"name": "det", "method": "det", "arch": "fc2", "hidden": 8, "epochs": 2,
          "batch_size": 64},
         {"name": "vi", "method": "vi", "arch": "fc2", "hidden": 8, "epochs": 2, "lr": 0.01,
-         "batch_size": 64, "n_samples": 3, "own_attack_sample": OWN_J},
+         "batch_size": 64, "n_samples": 3, "own_attack_sample": OWN_J,
+         "init_std": 0.01, "lr_schedule": "cosine"},
     ],
     "attacks": [
         {"name": "fgsm", "method": "fgsm"},
@@ -176,6 +177,11 @@ def test_own_attack_sample_equals_a_det_run_on_its_weights(run, results):
         assert rows["pred_adv"].tolist() == p_adv.argmax(1).tolist()
         np.testing.assert_allclose(rows["softmax_robustness"],
                                    (1 - (p - p_adv).abs().amax(1)).numpy(), atol=1e-6)
+
+
+def test_vi_training_options_reach_the_trainer(run):
+    meta = _model(run, "train[vi]").meta
+    assert (meta["init_std"], meta["lr_schedule"]) == (0.01, "cosine")
 
 
 def test_models_json_lists_the_own_sample_model(run):

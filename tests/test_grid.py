@@ -108,6 +108,12 @@ CASES = {
     "attack eps": (lambda c: c["attacks"][0].update(eps=0.1),
                    lambda t: t.stage == "attack" and t.coords["attack"] == "fgsm"),
     "vi lr": (lambda c: c["models"][2].update(lr=0.02), lambda t: t.label == "train[vi]"),
+    "vi init_std": (lambda c: c["models"][2].update(init_std=0.01),
+                    lambda t: t.label == "train[vi]"),
+    "vi lr_schedule": (lambda c: c["models"][2].update(lr_schedule="cosine"),
+                       lambda t: t.label == "train[vi]"),
+    "vi options written at their defaults": (
+        lambda c: c["models"][2].update(init_std=1e-3, lr_schedule="constant"), lambda t: False),
     "det epochs (hmc starts from det)": (lambda c: c["models"][0].update(epochs=3),
                                          lambda t: t.label == "train[det]"),
     "metrics k": (lambda c: c.update(metrics={"k": [20, 30]}), lambda t: t.stage == "metrics"),
@@ -146,6 +152,14 @@ def test_a_change_invalidates_exactly_the_downstream_tasks(case):
         if t.label not in changed:
             other = changed_grid.by_label(t.label)
             assert (other.params, other.deps) == (t.params, t.deps)
+
+
+def test_vi_options_at_their_defaults_stay_out_of_the_training_key():
+    # run directories made before init_std / lr_schedule existed keep their VI artifacts
+    spec = BASE_GRID.by_label("train[vi]").params["model"]
+    assert "init_std" not in spec and "lr_schedule" not in spec
+    changed = _grid(lambda c: c["models"][2].update(lr_schedule="cosine"))
+    assert changed.by_label("train[vi]").params["model"]["lr_schedule"] == "cosine"
 
 
 def test_renaming_a_model_only_changes_the_summary():

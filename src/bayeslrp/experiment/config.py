@@ -75,6 +75,9 @@ VI_EPOCHS_DEFAULT = {"mnist": 5, "fashion_mnist": 15}
 VI_LR_DEFAULT = {"mnist": 0.01, "fashion_mnist": 0.001}
 HMC_BLOCK_DEFAULT = 4000
 PGD_STEPS_DEFAULT, PGD_ALPHA_DEFAULT = 40, 0.01
+#: Initial posterior σ of VI (``bayeslrp.train.vi.DEFAULT_INIT_STD``; repeated here so that
+#: validating a config does not import torch; a test checks they agree).
+VI_INIT_STD_DEFAULT = 1e-3
 
 
 class ConfigIssue(ValueError):
@@ -237,6 +240,8 @@ class VIModel(_BayesModel):
     batch_size: PosInt = 128
     n_samples: PosInt = 100
     prior_std: PosFloat = 1.0
+    init_std: PosFloat = VI_INIT_STD_DEFAULT
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
     @property
     def sample_count(self) -> int:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment.config import LEARNABLE_LAYERS, Config, load_config
+from bayeslrp.experiment.config import LEARNABLE_LAYERS, VI_INIT_STD_DEFAULT, Config, load_config
 from bayeslrp.experiment.store import artifact_key
 
 __all__ = ["STAGES", "STAGE_VERSIONS", "Grid", "Task", "expand_grid", "topological_order"]
@@ -181,10 +181,19 @@ class Grid:
 # --------------------------------------------------------------------------- expansion
 
 
+#: Training options added after the first releases: left out of a model's key while they hold
+#: their default, so that run directories made before they existed keep their artifacts.
+_KEY_OPTIONAL_DEFAULTS = {"init_std": VI_INIT_STD_DEFAULT, "lr_schedule": "constant"}
+
+
 def _model_params(model: Any) -> dict:
     # own_attack_sample only adds derived models downstream; it does not change training.
-    return model.model_dump(mode="json", exclude={"name", "seed", "init_model",
-                                                  "own_attack_sample"})
+    params = model.model_dump(mode="json", exclude={"name", "seed", "init_model",
+                                                    "own_attack_sample"})
+    for key, default in _KEY_OPTIONAL_DEFAULTS.items():
+        if key in params and params[key] == default:
+            del params[key]
+    return params
 
 
 @dataclass(frozen=True)
