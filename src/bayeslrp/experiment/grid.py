@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment.config import LEARNABLE_LAYERS, VI_INIT_STD_DEFAULT, Config, load_config
+from bayeslrp.experiment.config import LEARNABLE_LAYERS, Config, load_config
 from bayeslrp.experiment.store import artifact_key
 
 __all__ = ["STAGES", "STAGE_VERSIONS", "Grid", "Task", "expand_grid", "topological_order"]
@@ -181,17 +181,19 @@ class Grid:
 # --------------------------------------------------------------------------- expansion
 
 
-#: Training options added after the first releases: left out of a model's key while they hold
-#: their default, so that run directories made before they existed keep their artifacts.
-_KEY_OPTIONAL_DEFAULTS = {"init_std": VI_INIT_STD_DEFAULT, "lr_schedule": "constant"}
+#: VI options added after run directories already existed, with the values every earlier run
+#: trained with. A model holding these values leaves them out of its key, so older run
+#: directories keep their artifacts. Literal on purpose: changing a default later must not
+#: make new models reuse artifacts trained with the old values.
+_KEY_LEGACY_VALUES = {"init_std": 1e-3, "lr_schedule": "constant"}
 
 
 def _model_params(model: Any) -> dict:
     # own_attack_sample only adds derived models downstream; it does not change training.
     params = model.model_dump(mode="json", exclude={"name", "seed", "init_model",
                                                     "own_attack_sample"})
-    for key, default in _KEY_OPTIONAL_DEFAULTS.items():
-        if key in params and params[key] == default:
+    for key, legacy in _KEY_LEGACY_VALUES.items():
+        if key in params and params[key] == legacy:
             del params[key]
     return params
 
