@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 import bayeslrp as bl
 from bayeslrp.errors import BayesLRPError
+from bayeslrp.train import vi_elbo
 from bayeslrp.train import vi_meanfield as vm
 from bayeslrp.train.vi import PAPER_DEFAULTS, vi
 
@@ -155,3 +156,50 @@ def test_paper_defaults():
     assert PAPER_DEFAULTS["mnist"]["epochs"] == 5 and PAPER_DEFAULTS["mnist"]["lr"] == 0.01
     assert PAPER_DEFAULTS["fashion_mnist"]["epochs"] == 15
     assert PAPER_DEFAULTS["fashion_mnist"]["lr"] == 0.001
+
+
+# --------------------------------------------------------------------------- final-point ELBO
+
+
+@pytest.fixture
+def fitted(tiny_data):
+    x, y = tiny_data
+    net = bl.nets.build("fc2", hidden=16, in_shape=(1, 8, 8))
+    return vi(net, x, y, epochs=4, lr=0.01, n_samples=3, batch_size=64, seed=1,
+              progress=False, prior_std=0.8)
+
+
+def test_negative_elbo_kl_is_the_closed_form_of_the_saved_posterior(fitted, tiny_data):
+    x, y = tiny_data
+    out = vi_elbo.negative_elbo(fitted, x, y, passes=2, seed=5)
+    kl = 0.0
+    for key, mu in fitted.extras.items():
+        if key.startswith("mu."):
+            q = torch.distributions.Normal(mu, F.softplus(fitted.extras["rho." + key[3:]]))
+            prior = torch.distributions.Normal(0.0, 0.8)
+            kl += float(torch.distributions.kl_divergence(q, prior).sum())
+    assert out["kl_per_point"] == pytest.approx(kl / x.shape[0], rel=1e-5)
+    assert len(out["nll_passes"]) == 2 and out["nll_passes"][0] != out["nll_passes"][1]
+    assert out["neg_elbo"] == pytest.approx(out["nll"] + out["kl_per_point"])
+    assert vi_elbo.negative_elbo(fitted, x, y, passes=2, seed=5) == out  # seeded
+
+
+def test_negative_elbo_nll_at_vanishing_sigma_is_the_mean_networks_cross_entropy(fitted,
+                                                                                 tiny_data):
+    x, y = tiny_data
+    cold = bl.Ensemble(fitted.spec, fitted.params, meta=fitted.meta,
+                       extras={k: (torch.full_like(v, -40.0) if k.startswith("rho.") else v)
+                               for k, v in fitted.extras.items()})
+    mean_net = bl.nets.build_from_spec(fitted.spec)
+    mean_net.load_state_dict({k[3:]: v for k, v in fitted.extras.items() if k.startswith("mu.")})
+    with torch.no_grad():
+        expected = float(F.cross_entropy(mean_net.eval()(x), y))
+    assert vi_elbo.negative_elbo(cold, x, y, batch_size=70)["nll"] == pytest.approx(expected,
+                                                                                   rel=1e-5)
+
+
+def test_negative_elbo_refuses_a_non_vi_ensemble(tiny_data):
+    x, y = tiny_data
+    det = bl.Ensemble.from_module(bl.nets.build("fc2", hidden=16, in_shape=(1, 8, 8)))
+    with pytest.raises(BayesLRPError, match="not a VI ensemble"):
+        vi_elbo.negative_elbo(det, x, y)

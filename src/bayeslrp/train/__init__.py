@@ -5,5 +5,6 @@ from .adversarial import adversarial
 from .deterministic import deterministic
 from .hmc import hmc
 from .vi import vi
+from .vi_elbo import negative_elbo
 
-__all__ = ["deterministic", "adversarial", "vi", "hmc"]
+__all__ = ["deterministic", "adversarial", "vi", "hmc", "negative_elbo"]
