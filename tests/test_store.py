@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bayeslrp.errors import BayesLRPError
+from bayeslrp.experiment import store as store_module
 from bayeslrp.experiment.store import Store, artifact_key
 from bayeslrp.fileio import sha256_bytes
 
@@ -162,7 +163,8 @@ def test_table_roundtrip(tmp_path):
     pd.testing.assert_frame_equal(Store(tmp_path).load_table(K0), df)
 
 
-def test_manifest_records_and_merges_runs(tmp_path):
+def test_manifest_records_and_merges_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MANIFEST_REUSE_SAVE_INTERVAL", 0.0)  # save every record
     store = Store(tmp_path)
     assert store.begin_run(config_key="c" * 64, seeds={"seed": 0}) == 0
     store.record_stage("data", "data", K0, computed=True, seconds=1.25)
@@ -185,6 +187,33 @@ def test_manifest_records_and_merges_runs(tmp_path):
     assert manifest["artifacts"][K0]["compute_seconds"] == 1.25      # from the run that made it
     assert manifest["artifacts"][K0]["computed_in_run"] == 0
     assert manifest["artifacts"][K1]["labels"] == ["train[det]"]
+
+
+def test_reuse_records_are_saved_in_batches_computed_ones_at_once(tmp_path, monkeypatch):
+    writes = []
+    real_write = store_module.atomic_write_json
+    monkeypatch.setattr(store_module, "atomic_write_json",
+                        lambda path, obj: (writes.append(path), real_write(path, obj)))
+    store = Store(tmp_path)
+    store.begin_run()
+    keys = [artifact_key("data", {"n": i}) for i in range(2000)]
+    started = time.monotonic()
+    for i, key in enumerate(keys):
+        store.record_stage(f"data{i}", "data", key, computed=False, seconds=0.0)
+    elapsed = time.monotonic() - started
+    # begin_run, then at most one save per started second of the loop (not one per record)
+    assert len(writes) <= 2 + int(elapsed / store_module.MANIFEST_REUSE_SAVE_INTERVAL)
+    assert len(writes) < 100
+    store.record_stage("train", "train", K1, computed=True, seconds=2.0)
+    on_disk = json.loads((tmp_path / "manifest.json").read_text())
+    assert on_disk["runs"][0]["stages"][-1]["label"] == "train"  # computed: saved at once
+    assert len(on_disk["runs"][0]["stages"]) == 2001
+    before = len(writes)
+    store.record_stage("again", "data", keys[0], computed=False, seconds=0.0)
+    store.end_run()
+    assert len(writes) <= before + 2
+    final = json.loads((tmp_path / "manifest.json").read_text())["runs"][0]
+    assert final["status"] == "finished" and final["stages"][-1]["label"] == "again"
 
 
 def test_unreadable_manifest_is_kept_aside(tmp_path):

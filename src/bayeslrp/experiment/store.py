@@ -47,6 +47,10 @@ __all__ = [
 ARTIFACT_FORMAT = 1
 META_NAME = "meta.json"
 MANIFEST_NAME = "manifest.json"
+#: Records of *reused* tasks are saved at most this often (seconds). A rerun of a big grid
+#: reuses thousands of tasks in a second; rewriting the whole manifest for each was quadratic.
+#: Computed tasks and the end of a run are always saved at once.
+MANIFEST_REUSE_SAVE_INTERVAL = 1.0
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _PACKAGES = ("torch", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "safetensors",
@@ -178,6 +182,7 @@ class Store:
         self._verified: set[str] = set()
         self._manifest: dict[str, Any] | None = None
         self._run: int | None = None
+        self._last_save = float("-inf")
 
     # ------------------------------------------------------------------ lookup
 
@@ -403,6 +408,7 @@ class Store:
     def _write_manifest(self) -> None:
         assert self._manifest is not None
         atomic_write_json(self.manifest_path, self._manifest)
+        self._last_save = time.monotonic()
 
     def begin_run(self, *, config_key: str | None = None, seeds: Mapping[str, Any] | None = None,
                   extra: Mapping[str, Any] | None = None) -> int:
@@ -424,7 +430,12 @@ class Store:
 
     def record_stage(self, label: str, stage: str, key: str, *, computed: bool, seconds: float,
                      **extra: Any) -> None:
-        """Record that a task was computed (with its time) or reused, and save the manifest."""
+        """Record that a task was computed (with its time) or reused, and save the manifest.
+
+        A computed task is saved at once; reused ones at most every
+        ``MANIFEST_REUSE_SAVE_INTERVAL`` seconds and at :meth:`end_run` (a killed run may lose
+        the last second of *reuse* records, never an artifact or a computed record).
+        """
         if self._manifest is None or self._run is None:
             self.begin_run()
         assert self._manifest is not None and self._run is not None
@@ -437,7 +448,8 @@ class Store:
         if computed:
             summary["compute_seconds"] = entry["seconds"]
             summary["computed_in_run"] = self._run
-        self._write_manifest()
+        if computed or time.monotonic() - self._last_save >= MANIFEST_REUSE_SAVE_INTERVAL:
+            self._write_manifest()
 
     def end_run(self, status: str = "finished") -> None:
         """Close the current run entry with a status (``finished``, ``failed``, …)."""
