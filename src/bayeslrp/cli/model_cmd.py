@@ -46,6 +46,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: paper's for arch/dataset)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: paper's)."),
     n_samples: int = typer.Option(100, help="vi/hmc: posterior samples kept."),
+    vi_init_std: float = typer.Option(1e-3, help="vi: initial posterior σ of every weight."),
+    vi_lr_schedule: str = typer.Option("constant", help="vi: constant (paper) or cosine."),
     adv_mode: str = typer.Option("fgsm", help="adv: fgsm, mix or pgd."),
     hmc_mode: str = typer.Option("full", help="hmc: full, blocks or subset."),
     subset: Optional[int] = typer.Option(None, help="hmc --hmc-mode subset: training points used."),
@@ -60,6 +62,10 @@ def train(
 
     if method not in METHODS:
         raise BayesLRPError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    if vi_lr_schedule not in ("constant", "cosine"):
+        raise BayesLRPError(f"--vi-lr-schedule must be constant or cosine; got {vi_lr_schedule!r}")
+    if not vi_init_std > 0:
+        raise BayesLRPError(f"--vi-init-std must be > 0; got {vi_init_std}")
     if arch not in nets.ARCHITECTURES:
         raise BayesLRPError(f"--arch must be one of {', '.join(nets.ARCHITECTURES)}; got {arch!r}")
     if (out / "ensemble.json").exists() and not overwrite:
@@ -76,7 +82,8 @@ def train(
         else:
             ens = training.adversarial(net, x, y, mode=adv_mode, **common)
     elif method == "vi":
-        ens = _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed)
+        ens = _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed,
+                        init_std=vi_init_std, lr_schedule=vi_lr_schedule)
     else:
         ens = training.hmc(net, x, y, n_samples=n_samples, warmup=warmup, mode=hmc_mode,
                            subset=subset, seed=seed, checkpoint_dir=out / "hmc_checkpoint")
@@ -85,12 +92,12 @@ def train(
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
 
 
-def _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed):
+def _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed, **options):
     from ..train.vi import PAPER_DEFAULTS
 
     defaults = PAPER_DEFAULTS.get(dataset, PAPER_DEFAULTS["mnist"])
     return training.vi(net, x, y, epochs=epochs or defaults["epochs"],
-                       lr=lr or defaults["lr"], n_samples=n_samples, seed=seed)
+                       lr=lr or defaults["lr"], n_samples=n_samples, seed=seed, **options)
 
 
 @app.command()
