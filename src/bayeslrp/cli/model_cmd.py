@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import BayesLRPError
+from ..experiment.config import VI_INIT_STD_DEFAULT
 from .app import app
 
 METHODS = ("det", "adv", "vi", "hmc")
@@ -46,7 +47,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: paper's for arch/dataset)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: paper's)."),
     n_samples: int = typer.Option(100, help="vi/hmc: posterior samples kept."),
-    vi_init_std: float = typer.Option(1e-3, help="vi: initial posterior σ of every weight."),
+    vi_init_std: float = typer.Option(VI_INIT_STD_DEFAULT,
+                                      help="vi: initial posterior σ of every weight."),
     vi_lr_schedule: str = typer.Option("constant", help="vi: constant (paper) or cosine."),
     adv_mode: str = typer.Option("fgsm", help="adv: fgsm, mix or pgd."),
     hmc_mode: str = typer.Option("full", help="hmc: full, blocks or subset."),

@@ -15,6 +15,7 @@ from .. import nets
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from ..mcmc.seeds import derive_seed
+from .loop import check_training_data
 from .vi_meanfield import MeanField
 
 
@@ -69,8 +70,7 @@ def negative_elbo(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, *, passes: in
     """
     if passes < 1 or batch_size < 1:
         raise BayesLRPError("passes and batch_size must be >= 1")
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise BayesLRPError(f"{x.shape[0]} inputs but {y.shape[0]} targets")
+    check_training_data(x, y)
     model = meanfield_from_ensemble(ens)
     device = ens.device
     generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "vi-elbo"))
