@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import BayesLRPError
-from ..experiment.config import VI_INIT_STD_DEFAULT
+from ..experiment.config import VI_INIT_STD_DEFAULT, VI_LR_SCHEDULES
 from .app import app
 
 METHODS = ("det", "adv", "vi", "hmc")
@@ -64,8 +64,9 @@ def train(
 
     if method not in METHODS:
         raise BayesLRPError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    if vi_lr_schedule not in ("constant", "cosine"):
-        raise BayesLRPError(f"--vi-lr-schedule must be constant or cosine; got {vi_lr_schedule!r}")
+    if vi_lr_schedule not in VI_LR_SCHEDULES:
+        raise BayesLRPError(f"--vi-lr-schedule must be {' or '.join(VI_LR_SCHEDULES)}; "
+                            f"got {vi_lr_schedule!r}")
     if not vi_init_std > 0:
         raise BayesLRPError(f"--vi-init-std must be > 0; got {vi_init_std}")
     if arch not in nets.ARCHITECTURES:

@@ -78,6 +78,12 @@ PGD_STEPS_DEFAULT, PGD_ALPHA_DEFAULT = 40, 0.01
 #: Initial posterior σ of VI (``bayeslrp.train.vi.DEFAULT_INIT_STD``; repeated here so that
 #: validating a config does not import torch; a test checks they agree).
 VI_INIT_STD_DEFAULT = 1e-3
+VI_LR_SCHEDULES = ("constant", "cosine")
+#: VI options added after run directories already existed, with the values every earlier run
+#: trained with. A model holding these values leaves them out of its artifact key (so older
+#: run directories keep their artifacts), and training fills them back in. Literal on purpose:
+#: changing a default later must not make new models reuse artifacts trained with the old values.
+VI_KEY_LEGACY_VALUES = {"init_std": 1e-3, "lr_schedule": "constant"}
 
 
 class ConfigIssue(ValueError):
@@ -241,7 +247,7 @@ class VIModel(_BayesModel):
     n_samples: PosInt = 100
     prior_std: PosFloat = 1.0
     init_std: PosFloat = VI_INIT_STD_DEFAULT
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal[VI_LR_SCHEDULES] = "constant"
 
     @property
     def sample_count(self) -> int:

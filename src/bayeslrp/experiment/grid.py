@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment.config import LEARNABLE_LAYERS, Config, load_config
+from bayeslrp.experiment.config import (LEARNABLE_LAYERS, VI_KEY_LEGACY_VALUES, Config,
+                                        load_config)
 from bayeslrp.experiment.store import artifact_key
 
 __all__ = ["STAGES", "STAGE_VERSIONS", "Grid", "Task", "expand_grid", "topological_order"]
@@ -181,18 +182,11 @@ class Grid:
 # --------------------------------------------------------------------------- expansion
 
 
-#: VI options added after run directories already existed, with the values every earlier run
-#: trained with. A model holding these values leaves them out of its key, so older run
-#: directories keep their artifacts. Literal on purpose: changing a default later must not
-#: make new models reuse artifacts trained with the old values.
-_KEY_LEGACY_VALUES = {"init_std": 1e-3, "lr_schedule": "constant"}
-
-
 def _model_params(model: Any) -> dict:
     # own_attack_sample only adds derived models downstream; it does not change training.
     params = model.model_dump(mode="json", exclude={"name", "seed", "init_model",
                                                     "own_attack_sample"})
-    for key, legacy in _KEY_LEGACY_VALUES.items():
+    for key, legacy in VI_KEY_LEGACY_VALUES.items():
         if key in params and params[key] == legacy:
             del params[key]
     return params

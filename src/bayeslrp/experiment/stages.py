@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from bayeslrp.errors import BayesLRPError
+from bayeslrp.experiment.config import VI_KEY_LEGACY_VALUES
 from bayeslrp.experiment.store import Store, table_to_bytes, tensors_to_bytes
 from bayeslrp.mcmc.seeds import derive_seed
 
@@ -259,7 +260,7 @@ def run_train(params: dict, inputs: Mapping[str, ArtifactRef], ctx: StageContext
     """
     from bayeslrp import nets, train
     from bayeslrp.train.hmc import hmc as train_hmc
-    from bayeslrp.train.vi import DEFAULT_INIT_STD, vi as train_vi
+    from bayeslrp.train.vi import vi as train_vi
 
     spec, seed = params["model"], int(params["seed"])
     method, arch = spec["method"], spec["arch"]
@@ -287,8 +288,9 @@ def run_train(params: dict, inputs: Mapping[str, ArtifactRef], ctx: StageContext
         ens = train_vi(net, x, y, epochs=spec["epochs"], lr=spec["lr"],
                        prior_std=spec["prior_std"], n_samples=spec["n_samples"],
                        batch_size=spec["batch_size"],
-                       init_std=spec.get("init_std", DEFAULT_INIT_STD),
-                       lr_schedule=spec.get("lr_schedule", "constant"), **common)
+                       init_std=spec.get("init_std", VI_KEY_LEGACY_VALUES["init_std"]),
+                       lr_schedule=spec.get("lr_schedule", VI_KEY_LEGACY_VALUES["lr_schedule"]),
+                       **common)
     elif method == "hmc":
         init = _load_model(inputs["init"], ctx) if "init" in inputs else None
         per_chain = (spec["n_samples"] if spec["mode"] == "blocks"
