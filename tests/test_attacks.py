@@ -209,10 +209,17 @@ def test_run_attack_dispatches_by_name(ens3, batch):
     x, y = batch
     torch.testing.assert_close(bl.attacks.run_attack(ens3, x, y, "fgsm", eps=0.1),
                                bl.attacks.fgsm(ens3, x, y, eps=0.1))
+    from bayeslrp.plugins.attacks.gradient import attack_seed
+
+    # the seed is derived per stream exactly as in the experiment's attack stage
     torch.testing.assert_close(bl.attacks.run_attack(ens3, x, y, "pgd", steps=2, seed=4),
-                               bl.attacks.pgd(ens3, x, y, steps=2, seed=4))
+                               bl.attacks.pgd(ens3, x, y, steps=2,
+                                              seed=attack_seed(4, "pgd-start")))
     with pytest.raises(bl.BayesLRPError, match="unknown attack"):
         bl.attacks.run_attack(ens3, x, y, "deepfool")
+    with pytest.raises(bl.BayesLRPError, match=r"attack error at steps: .*greater than 0"):
+        bl.attacks.run_attack(ens3, x, y, "pgd", steps=0)
+    assert bl.attacks.methods() == ("fgsm", "pgd", "topk", "region", "beta")
 
 
 @pytest.mark.parametrize("call, message", [

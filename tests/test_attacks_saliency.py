@@ -226,15 +226,22 @@ def test_random_region_has_k_percent_of_pixels_and_is_seeded():
 
 
 def test_run_attack_dispatches_saliency_attacks(images):
-    ens = _constant_net()
-    c = torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
-    y = torch.full((4,), 3)
-    got = bl.attacks.run_attack(ens, images, y, "region", steps=2, seed=5,
-                                explain_fn=linear_explain(c))
-    torch.testing.assert_close(got, bl.attacks.region(ens, images, steps=2, seed=5,
-                                                      explain_fn=linear_explain(c)))
-    got = bl.attacks.run_attack(ens, images, y, "manipulate", steps=1, target_seed=2,
-                                explain_fn=identity_explain)
-    target = images[random_other_indices(4, seed=2)]
+    from bayeslrp.explainers import Explainer
+    from bayeslrp.plugins.attacks.gradient import attack_seed
+
+    net = bl.nets.build("fc2", hidden=6, in_shape=(1, 8, 8), seed=3)
+    ens = bl.Ensemble.from_module(net)
+    y = ens.predict_proba(images).argmax(-1)
+    explainer = Explainer("epsilon", {"epsilon": 0.1})
+    got = bl.attacks.run_attack(ens, images, y, "region", steps=2, seed=5)
+    torch.testing.assert_close(got, bl.attacks.region(ens, images, steps=2,
+                                                      seed=attack_seed(5, "region"),
+                                                      explainer=explainer))
+    got = bl.attacks.run_attack(ens, images, y, "beta", steps=1, seed=2)
+    target = images[random_other_indices(4, seed=attack_seed(2, "beta-target"))]
     torch.testing.assert_close(got, bl.attacks.manipulate(ens, images, target, steps=1,
-                                                          explain_fn=identity_explain))
+                                                          explainer=explainer))
+    # the explainer object and the loose keywords give the same attack
+    torch.testing.assert_close(bl.attacks.topk(ens, images, steps=2, explainer=explainer),
+                               bl.attacks.topk(ens, images, steps=2, rule="epsilon",
+                                               epsilon=0.1))

@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bayeslrp.cli import main
-from bayeslrp.experiment.config import _FIELD_NAMES
+from bayeslrp.experiment.config import known_keys
+
+_FIELD_NAMES = known_keys()
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -317,7 +317,7 @@ def _valid_config(draw):
         st.lists(st.sampled_from([1, 3, 5]), min_size=1, max_size=3, unique=True)))
     cfg["explain"]["n_samples"] = draw(st.lists(st.integers(1, 100), min_size=1, max_size=4,
                                                 unique=True))
-    cfg["metrics"]["k"] = draw(st.lists(st.sampled_from([5, 10, 12.5, 20, 30, 100]),
+    cfg["metrics"]["k"] = draw(st.lists(st.sampled_from([5, 10, 20, 30, 100]),
                                         min_size=1, max_size=3, unique=True))
     cfg["metrics"]["ties"] = draw(st.sampled_from(["nonzero", "index"]))
     return cfg

@@ -21,6 +21,7 @@ from bayeslrp.errors import BayesLRPError
 from bayeslrp.experiment import expand_grid, load_config, runner, stages
 from bayeslrp.experiment.config import COMPAT_ORIGINAL, dump_config
 from bayeslrp.experiment.store import Store
+from bayeslrp.experiment.stages import compare_tables
 
 OWN_J = 1
 CONTROLS = {
@@ -389,8 +390,8 @@ def test_adv_vs_bayes_tests_leave_out_own_sample_models():
                          "baseline": "det", "attack": "fgsm", "rule": "epsilon", "layer": 5,
                          "n_samples": 1, "k": 20, "point": point, "lrp_robustness": rob,
                          "baseline_robustness": base, "diff": rob - base})
-    tests = stages._tests(pd.DataFrame(rows), {"vi.own0"})
+    tests = compare_tables.mann_whitney_tests(pd.DataFrame(rows), {"vi.own0"})
     assert set(tests.loc[tests["test"] == "adv<bayes", "model"]) == {"vi"}
     assert set(tests.loc[tests["test"] == "baseline<model", "model"]) == {"adv", "vi", "vi.own0"}
-    both = stages._tests(pd.DataFrame(rows))
+    both = compare_tables.mann_whitney_tests(pd.DataFrame(rows))
     assert set(both.loc[both["test"] == "adv<bayes", "model"]) == {"vi", "vi.own0"}

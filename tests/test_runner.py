@@ -227,7 +227,7 @@ def test_run_directory_files(tiny_run):
     from safetensors.torch import load_file
 
     t = load_file(str(run_dir / "heatmaps" / "det__fgsm__epsilon__layer5__n1.safetensors"))
-    b = runner.HEATMAP_POINTS
+    from bayeslrp.experiment.stages.heatmap_files import HEATMAP_POINTS as b
     assert t["R_clean"].shape == (b, 8, 8) and t["x_adv"].shape == (b, 1, 8, 8)
     assert t["points"].tolist() == d["points"][:b].tolist()
     torch.testing.assert_close(t["x_adv"], _adv_images(tiny_run, "det", "fgsm")[:b])
@@ -353,10 +353,10 @@ def test_builtin_dataset_limits_match_the_data():
     for name, (n_train, n_test_max) in {"digits": (1348, 410),
                                         "synthetic": (1000, 200)}.items():
         x, y = bl.data.load(name, "train")
-        assert x.shape[0] == n_train == runner.BUILTIN_TRAIN_SIZES[name]
+        assert x.shape[0] == n_train == bl.catalog.DATASETS[name].train_size
         _, y = bl.data.load(name, "test")
         assert 10 * int(torch.bincount(y, minlength=10).min()) == n_test_max
-        assert runner.BUILTIN_MAX_POINTS[name] == n_test_max
+        assert bl.catalog.DATASETS[name].max_points == n_test_max
 
 
 @pytest.mark.parametrize("mutate,match", [
@@ -456,7 +456,6 @@ def test_reproduction_profiles_validate_and_expand(profile):
     configs = _packaged(profile)
     grids = [expand_grid(c) for c in configs]
     for cfg in configs:
-        runner.check_plan(cfg)
         assert cfg.data.n_points == 500
         assert set(cfg.explain.rules) == {"epsilon", "gamma", "alphabeta"}
         assert cfg.explain.layers == "all"
@@ -527,12 +526,12 @@ def test_every_model_attack_and_explain_option_runs(tmp_path):
 
 
 def test_adversarial_training_modes():
+    from bayeslrp.plugins.models.adversarial import adv_mode
+
     base = {"adv_attack": "fgsm", "adv_mix": False}
-    assert stages._adv_mode(base) == "fgsm"
-    assert stages._adv_mode({**base, "adv_mix": True}) == "mix"
-    assert stages._adv_mode({**base, "adv_attack": "pgd"}) == "pgd"
-    with pytest.raises(BayesLRPError, match="adv_mix"):
-        stages._adv_mode({"adv_attack": "pgd", "adv_mix": True})
+    assert adv_mode(base) == "fgsm"
+    assert adv_mode({**base, "adv_mix": True}) == "mix"
+    assert adv_mode({**base, "adv_attack": "pgd"}) == "pgd"
 
 
 def test_ray_executor_matches_the_local_executor(ray_matches_local):

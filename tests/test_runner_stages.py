@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bayeslrp as bl
+from bayeslrp.explainers import Explainer
 from bayeslrp.ensemble import Ensemble
 from bayeslrp.experiment import stages
 
@@ -43,13 +44,8 @@ def test_cumulative_probs_equal_predict_proba(images):
 def test_explain_cumulative_equals_explain_with_first_n(images, layer, rule, args):
     ens = _random_ensemble(6)
     n_list = [2, 4, 6]
-    options = {**args, "target_mode": "predictive"}
-    if layer == 5:
-        options["seed"] = "logit"
-    else:
-        options["inner"] = "max"
-    mean, std = stages.explain_cumulative(ens, images, rule=rule, layer=layer, n_list=n_list,
-                                          options=options)
+    explainer = Explainer(rule, args, layer=layer, seed="logit", inner="max")
+    mean, std = stages.explain_cumulative(ens, images, explainer, n_list)
     assert mean.shape == std.shape == (3, 40, 6, 6)
     for i, n in enumerate(n_list):
         m, s = bl.lrp.explain(ens, images, rule=rule, layer=layer, n_samples=n,
@@ -67,12 +63,12 @@ def test_output_layer_classes_really_differ_between_sample_counts(images):
 
 def test_explain_cumulative_chunks_images(images, monkeypatch):
     ens = _random_ensemble(4)
-    opts = {"epsilon": 0.1, "target_mode": "predictive"}
-    whole = stages.explain_cumulative(ens, images, rule="epsilon", layer=5, n_list=[1, 4],
-                                      options=opts)
-    monkeypatch.setattr(stages, "EXPLAIN_CHUNK_BYTES", 4 * 4 * 36 * 3)  # 3 images per chunk
-    chunked = stages.explain_cumulative(ens, images, rule="epsilon", layer=5, n_list=[1, 4],
-                                        options=opts)
+    explainer = Explainer("epsilon", {"epsilon": 0.1}, layer=5)
+    whole = stages.explain_cumulative(ens, images, explainer, [1, 4])
+    from bayeslrp.experiment.stages import explain as explain_stage
+
+    monkeypatch.setattr(explain_stage, "EXPLAIN_CHUNK_BYTES", 4 * 4 * 36 * 3)  # 3 per chunk
+    chunked = stages.explain_cumulative(ens, images, explainer, [1, 4])
     for a, b in zip(whole, chunked):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
@@ -80,8 +76,8 @@ def test_explain_cumulative_chunks_images(images, monkeypatch):
 def test_per_sample_argmax_mode_explains_each_samples_class(images):
     ens = _random_ensemble(5)
     mean, _ = stages.explain_cumulative(
-        ens, images, rule="epsilon", layer=5, n_list=[3, 5],
-        options={"epsilon": 0.1, "target_mode": "per_sample_argmax"})
+        ens, images, Explainer("epsilon", {"epsilon": 0.1}, layer=5,
+                               target_mode="per_sample_argmax"), [3, 5])
     direct = bl.lrp.explain(ens, images, rule="epsilon", layer=5, n_samples=3,
                             target_mode="per_sample_argmax", epsilon=0.1)
     torch.testing.assert_close(mean[0], direct, atol=1e-6, rtol=1e-5)
@@ -94,6 +90,8 @@ def test_stage_seed_streams_are_distinct_and_stable():
     assert 0 <= stages.stage_seed(2**62, "x") < 2**63
 
 
-def test_avg_prediction_is_refused():
-    with pytest.raises(bl.BayesLRPError, match="avg_prediction"):
-        stages._lrp_options({"bayes": "avg_prediction", "rule_args": {}}, True)
+def test_avg_prediction_is_refused_at_load_time():
+    from bayeslrp.experiment.config import ExplainSpec
+
+    with pytest.raises(ValueError, match="avg_prediction"):
+        ExplainSpec(bayes="avg_prediction")

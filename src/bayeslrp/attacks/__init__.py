@@ -3,7 +3,9 @@
 Gradient attacks (:mod:`~bayeslrp.attacks.gradient`): :func:`fgsm`, :func:`pgd` with the ensemble
 modes ``expected_gradient`` (default), ``predictive`` and ``per_sample_average``.
 Saliency attacks (:mod:`~bayeslrp.attacks.saliency`): :func:`topk`, :func:`region`,
-:func:`manipulate`. Outcomes: :func:`evaluate`. One entry point by name: :func:`run_attack`.
+:func:`manipulate` (the attack named ``beta``). Outcomes: :func:`evaluate`. One entry point by
+name, :func:`run_attack`, dispatching through the attack registry
+(:data:`bayeslrp.plugins.attacks.ATTACK_METHODS`) like the experiment and the CLI.
 All attacks work in pixel space [0, 1] and clamp after every step.
 """
 from __future__ import annotations
@@ -11,20 +13,24 @@ from __future__ import annotations
 import torch
 
 from ..ensemble import Ensemble
-from ..errors import BayesLRPError
 from .evaluate import evaluate
 from .gradient import MODES, fgsm, pgd
 from .saliency import manipulate, random_other_indices, random_region, region, topk
 
-METHODS = ("fgsm", "pgd", "topk", "region", "manipulate")
-
-__all__ = ["METHODS", "MODES", "evaluate", "fgsm", "manipulate", "pgd", "random_other_indices",
+__all__ = ["MODES", "evaluate", "fgsm", "manipulate", "methods", "pgd", "random_other_indices",
            "random_region", "region", "run_attack", "topk"]
 
 
-def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str,
-               **params) -> torch.Tensor:
-    """Run the attack named ``method`` and return the attacked images.
+def methods() -> tuple[str, ...]:
+    """Names of the registered attacks (config ``attacks[].method``, CLI ``--method``)."""
+    from bayeslrp.plugins.attacks import ATTACK_METHODS
+
+    return ATTACK_METHODS.names()
+
+
+def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str, *, seed: int = 0,
+               explainer=None, **options) -> torch.Tensor:
+    """Run the registered attack ``method`` and return the attacked images.
 
     Parameters
     ----------
@@ -33,28 +39,40 @@ def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str,
     x : Tensor
         Images ``[B, C, H, W]`` in [0, 1].
     y : Tensor
-        True labels ``[B]`` (used by ``fgsm``/``pgd``; the saliency attacks keep the clean
-        predicted class unless ``keep_labels=y`` is passed).
-    method : {"fgsm", "pgd", "topk", "region", "manipulate"}
-        The attack.
-    **params
-        Keyword arguments of that attack. For ``manipulate``, ``x_target`` defaults to a seeded
-        random other image of ``x`` (:func:`random_other_indices` with ``target_seed``,
-        default 0).
+        True labels ``[B]`` (the attacks on explanations keep the clean predicted class).
+    method : str
+        A registered attack name: ``fgsm``, ``pgd``, ``topk``, ``region``, ``beta``, or a
+        plug-in's.
+    seed : int
+        Seed of the attack's random streams (PGD start, regions, β-manipulation targets),
+        derived as in the experiment.
+    explainer : Explainer, optional
+        Attacks on explanations: the attacked explanation (default: the spec's ``rule`` with
+        the paper's parameters, output layer).
+    **options
+        The attack's config keys (``eps``, ``steps``, ``mode``, ``rule``, ``n_samples`` …),
+        validated by the attack's spec.
 
     Returns
     -------
     Tensor
         Attacked images, same shape as ``x``.
+
+    Raises
+    ------
+    BayesLRPError
+        Unknown method or invalid options, in one line.
     """
-    if method in ("fgsm", "pgd"):
-        return (fgsm if method == "fgsm" else pgd)(ens, x, y, **params)
-    if method in ("topk", "region"):
-        keep = params.pop("keep_labels", None)
-        return (topk if method == "topk" else region)(ens, x, keep, **params)
-    if method == "manipulate":
-        target_seed = params.pop("target_seed", 0)
-        if params.get("x_target") is None:
-            params["x_target"] = x[random_other_indices(x.shape[0], target_seed).to(x.device)]
-        return manipulate(ens, x, **params)
-    raise BayesLRPError(f"unknown attack {method!r}; choose one of {', '.join(METHODS)}")
+    from bayeslrp.experiment.config import ExplainSpec, validate_spec
+    from bayeslrp.explainers import EXPLAINERS, Explainer
+    from bayeslrp.plugins.attacks import ATTACK_METHODS
+
+    method_obj = ATTACK_METHODS.get(method)()
+    spec = validate_spec(method_obj.Spec, {"method": method, **options}, "attack")
+    params = spec.model_dump(mode="json", exclude=set(method_obj.unkeyed))
+    params["n_samples"] = ens.resolve_n(spec.n_samples)
+    if method_obj.uses_explainer and explainer is None:
+        rule = spec.explained_rule
+        explainer = Explainer(rule, EXPLAINERS.get(rule)().key_args(ExplainSpec()),
+                              target_mode="predictive")
+    return method_obj.run(ens, x, y, params, seed=seed, explainer=explainer)

@@ -32,6 +32,7 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
          layer: int | None = None, n_samples: int | None = None, *, magnitude: bool = True,
          normalize: bool = True, backtrack: int = 3, surrogate_beta: float | None = None,
          explain_fn: ExplainFn | None = None, batch_size: int | None = None,
+         explainer=None, topk_mode: str = "abs", ties: str = "nonzero",
          **explain_kwargs) -> torch.Tensor:
     """Top-k attack (Ghorbani et al. 2019): push relevance out of the clean top-k pixels.
 
@@ -42,8 +43,8 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
     the same direction is tried with half the step, up to ``backtrack`` times (forward passes
     only); if every try changes the class the image stays where it is for this iteration. Each
     image returns the iterate (the clean image included) with the lowest k-LRP robustness
-    (:func:`bayeslrp.metrics.lrp_robustness`, ``|R|``, ties ``"nonzero"``) against its clean
-    heatmap.
+    (:func:`bayeslrp.metrics.lrp_robustness` with ``topk_mode`` and ``ties``: the selection the
+    results are scored with) against its clean heatmap.
 
     Parameters
     ----------
@@ -78,6 +79,12 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
         The explanation function (default :func:`bayeslrp.lrp.explain`).
     batch_size : int, optional
         Images per chunk (default: as many as fit about 1 GiB of graph).
+    explainer : Explainer, optional
+        The attacked explanation, whole (:class:`bayeslrp.explainers.Explainer`); replaces
+        ``rule``, ``layer``, ``explain_fn`` and ``explain_kwargs``. ``n_samples`` still selects
+        the samples.
+    topk_mode, ties : str
+        Top-k selection of the best-iterate score (:func:`bayeslrp.metrics.lrp_robustness`).
     **explain_kwargs
         Passed to ``explain_fn`` (for :func:`bayeslrp.lrp.explain`: ``target``, ``inner``,
         rule parameters such as ``epsilon``; its relevance ``seed`` option as ``lrp_seed``).
@@ -90,7 +97,8 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
     return _ghorbani(ens, x, y, "topk", eps=eps, k=k, alpha=alpha, steps=steps, rule=rule,
                      layer=layer, n_samples=n_samples, magnitude=magnitude, normalize=normalize,
                      surrogate_beta=surrogate_beta, explain_fn=explain_fn, batch_size=batch_size,
-                     seed=0, region=None, backtrack=backtrack, explain_kwargs=explain_kwargs)
+                     seed=0, region=None, backtrack=backtrack, explain_kwargs=explain_kwargs,
+                     explainer=explainer, selection=(topk_mode, ties))
 
 
 def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
@@ -99,7 +107,7 @@ def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: f
            region_mask: torch.Tensor | None = None, magnitude: bool = True,
            normalize: bool = True, backtrack: int = 3, surrogate_beta: float | None = None,
            explain_fn: ExplainFn | None = None, batch_size: int | None = None,
-           **explain_kwargs) -> torch.Tensor:
+           explainer=None, **explain_kwargs) -> torch.Tensor:
     """Target-region attack (Ghorbani et al. 2019): pull relevance into a region ``A_k``.
 
     Ascends ``D(x̃) = Σ_{p ∈ A_k} h(R(x̃))_p`` with the steps, projection, clamp and label rule of
@@ -131,14 +139,16 @@ def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: f
                      layer=layer, n_samples=n_samples, magnitude=magnitude, normalize=normalize,
                      surrogate_beta=surrogate_beta, explain_fn=explain_fn, batch_size=batch_size,
                      seed=seed, region=region_mask, backtrack=backtrack,
-                     explain_kwargs=explain_kwargs)
+                     explain_kwargs=explain_kwargs, explainer=explainer,
+                     selection=("abs", "nonzero"))
 
 
 def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: float | None = 0.2,
                gamma: float = 1.0, lr: float = 0.01, steps: int = 10, beta: float | None = 100.0,
                rule: str = "epsilon", layer: int | None = None, n_samples: int | None = None, *,
                normalize: bool = False, explain_fn: ExplainFn | None = None,
-               batch_size: int | None = None, **explain_kwargs) -> torch.Tensor:
+               batch_size: int | None = None, explainer=None,
+               **explain_kwargs) -> torch.Tensor:
     """Explanation manipulation (Dombrowski et al. 2019): make ``R(x̃)`` look like ``R(x̂)``.
 
     Minimises, per image, ``‖R_β(x̃) − R(x̂)‖² + γ‖p̄(x̃) − p̄(x)‖²`` over ``x̃`` with Adam
@@ -147,7 +157,8 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
     the true heatmap of the target image and ``p̄`` the predictive mean softmax over
     ``n_samples``. After every step ``x̃`` is projected onto the ε-ball around ``x`` (``eps=None``:
     no ball) and clamped to [0, 1]. Each image returns the iterate (the clean image included) with
-    the lowest objective.
+    the lowest objective computed with the true heatmap (not the surrogate's), as
+    :func:`topk` and :func:`region` choose theirs.
 
     Parameters
     ----------
@@ -170,7 +181,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
         The explanation attacked.
     normalize : bool
         Compare heatmaps divided by their per-image ``Σ_p |R_p|`` instead of raw heatmaps.
-    explain_fn, batch_size, **explain_kwargs
+    explain_fn, batch_size, explainer, **explain_kwargs
         As in :func:`topk`.
 
     Returns
@@ -188,22 +199,23 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
         check_positive(eps=eps)
     if gamma < 0:
         raise BayesLRPError(f"gamma must be >= 0; got {gamma}")
-    explain = _resolve_explain(explain_fn)
     n = ens.resolve_n(n_samples)
+    heatmap = _heatmap_function(ens, n, explainer, explain_fn, rule, layer, explain_kwargs)
     device = ens.device
     x_all, t_all = x.detach().to(device), x_target.detach().to(device)
 
-    def heatmap(images, graph, beta_):
-        return _explain(explain, ens, images, rule=rule, layer=layer, n_samples=n,
-                        create_graph=graph, surrogate_beta=beta_, kwargs=explain_kwargs)
-
-    def objective(images, target_map, p0, graph):
-        R = heatmap(images, graph, beta)
+    def objective(images, target_map, p0, graph, beta_=beta):
+        R = heatmap(images, graph, beta_)
         if normalize:
             R, target_map = _unit_mass(R), _unit_mass(target_map)
         p = ens.logits(images, n).softmax(-1).mean(0)
         return (((R - target_map) ** 2).flatten(1).sum(1)
                 + gamma * ((p - p0) ** 2).sum(1))
+
+    def true_objective(images, target_map, p0):
+        with torch.enable_grad():  # the explanation may need autograd even without a graph
+            return objective(images.detach().requires_grad_(True), target_map, p0, graph=False,
+                             beta_=None).detach()
 
     out = []
     for sl in image_chunks(ens, x_all, n, batch_size, factor=_SALIENCY_GRAPH_FACTOR):
@@ -216,15 +228,15 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
         best, best_loss = x0.clone(), None
         for _ in range(int(steps)):
             loss = objective(x_var, target_map, p0, graph=True)
-            best, best_loss = _keep_lower(best, best_loss, x_var.detach(), loss.detach())
+            true_loss = loss.detach() if beta is None else true_objective(x_var, target_map, p0)
+            best, best_loss = _keep_lower(best, best_loss, x_var.detach(), true_loss)
             (grad,) = torch.autograd.grad(loss.sum(), x_var)
             x_var.grad = grad
             optimiser.step()
             with torch.no_grad():
                 x_var.copy_(project(x_var, x0, eps))
-        with torch.enable_grad():  # the explanation may need autograd even without create_graph
-            loss = objective(x_var.detach().requires_grad_(True), target_map, p0, graph=False)
-        best, _ = _keep_lower(best, best_loss, x_var.detach(), loss.detach())
+        best, _ = _keep_lower(best, best_loss, x_var.detach(),
+                              true_objective(x_var, target_map, p0))
         out.append(best)
     return torch.cat(out).to(x.device)
 
@@ -267,6 +279,37 @@ def _resolve_explain(explain_fn: ExplainFn | None) -> ExplainFn:
     return explain
 
 
+def _heatmap_function(ens, n, explainer, explain_fn, rule, layer, explain_kwargs):
+    """``heatmap(images, create_graph, surrogate_beta) -> [B, H, W]`` of the attacked
+    explanation: the Explainer's when given, else ``explain_fn`` with the loose keywords."""
+    if explainer is not None:
+        if explain_fn is not None or explain_kwargs:
+            raise BayesLRPError("pass either explainer= or explain_fn / explanation keywords, "
+                                "not both")
+        fixed = explainer.replace(n_samples=n, reduce="mean")
+
+        def from_explainer(images, graph, beta_):
+            return _checked(fixed.explain(ens, images, create_graph=graph,
+                                          surrogate_beta=beta_), images)
+
+        return from_explainer
+    explain = _resolve_explain(explain_fn)
+
+    def from_function(images, graph, beta_):
+        return _explain(explain, ens, images, rule=rule, layer=layer, n_samples=n,
+                        create_graph=graph, surrogate_beta=beta_, kwargs=explain_kwargs)
+
+    return from_function
+
+
+def _checked(R: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    expected = (images.shape[0], *images.shape[-2:])
+    if tuple(R.shape) != expected:
+        raise BayesLRPError(f"the explanation function returned shape {tuple(R.shape)}; "
+                            f"expected heatmaps {expected}")
+    return R
+
+
 def _explain(explain, ens, images, *, rule, layer, n_samples, create_graph, surrogate_beta,
              kwargs) -> torch.Tensor:
     kwargs = dict(kwargs)
@@ -274,11 +317,7 @@ def _explain(explain, ens, images, *, rule, layer, n_samples, create_graph, surr
         kwargs["seed"] = kwargs.pop("lrp_seed")
     R = explain(ens, images, rule=rule, layer=layer, n_samples=n_samples,
                 create_graph=create_graph, surrogate_beta=surrogate_beta, **kwargs)
-    expected = (images.shape[0], *images.shape[-2:])
-    if tuple(R.shape) != expected:
-        raise BayesLRPError(f"the explanation function returned shape {tuple(R.shape)}; "
-                            f"expected heatmaps {expected}")
-    return R
+    return _checked(R, images)
 
 
 def _unit_mass(R: torch.Tensor) -> torch.Tensor:
@@ -331,13 +370,14 @@ def _keep_lower(best, best_score, candidate, score):
 
 def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, magnitude,
               normalize, surrogate_beta, explain_fn, batch_size, seed, region, backtrack,
-              explain_kwargs) -> torch.Tensor:
+              explain_kwargs, explainer, selection) -> torch.Tensor:
     check_images(x)
     check_positive(eps=eps, alpha=alpha, k=k, steps=steps)
     if int(backtrack) < 0:
         raise BayesLRPError(f"backtrack must be >= 0; got {backtrack}")
-    explain = _resolve_explain(explain_fn)
     n = ens.resolve_n(n_samples)
+    heatmap = _heatmap_function(ens, n, explainer, explain_fn, rule, layer, explain_kwargs)
+    topk_mode, ties = selection
     device = ens.device
     x_all = x.detach().to(device)
     if y is not None:
@@ -346,10 +386,6 @@ def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, 
     else:
         keep_all = ens.predict_proba(x_all, n).argmax(-1)
     sign = -1.0 if kind == "topk" else 1.0
-
-    def heatmap(images, graph, beta_):
-        return _explain(explain, ens, images, rule=rule, layer=layer, n_samples=n,
-                        create_graph=graph, surrogate_beta=beta_, kwargs=explain_kwargs)
 
     def true_heatmap(images):
         with torch.enable_grad():
@@ -364,7 +400,7 @@ def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, 
 
         def score(R):  # lower is better
             if kind == "topk":
-                return metrics.lrp_robustness(R0, R, k=k, mode="abs", ties="nonzero")
+                return metrics.lrp_robustness(R0, R, k=k, mode=topk_mode, ties=ties)
             return -_dissimilarity(R, mask, 1.0, magnitude, normalize)
 
         x_t = x0.clone()

@@ -13,7 +13,7 @@ from .app import app
 @app.command()
 def attack(
     model: Path = typer.Option(..., help="Directory of a saved model."),
-    method: str = typer.Option("fgsm", help="fgsm, pgd, topk, region, manipulate"),
+    method: str = typer.Option("fgsm", help="A registered attack: fgsm, pgd, topk, region, beta."),
     out: Path = typer.Option(..., help="Directory for adversarial.safetensors and attack.parquet."),
     n_points: int = typer.Option(500, help="Balanced test points (n/10 per class)."),
     eps: float = typer.Option(0.2, help="L-infinity radius in pixel units."),
@@ -36,8 +36,8 @@ def attack(
     from ..ensemble import Ensemble
     from ..fileio import atomic_write_bytes, sha256_bytes
 
-    if method not in attacks.METHODS:
-        raise BayesLRPError(f"--method must be one of {', '.join(attacks.METHODS)}; got {method!r}")
+    if method not in attacks.methods():
+        raise BayesLRPError(f"--method must be one of {', '.join(attacks.methods())}; got {method!r}")
     if not 0 < eps <= 1:
         raise BayesLRPError(f"--eps must be in (0, 1]; got {eps}")
     if (out / "attack.parquet").exists() and not overwrite:
@@ -50,18 +50,18 @@ def attack(
     x_all, y_all = data.load(name, "test", data_dir=data_dir)
     points = data.balanced_subset(y_all, n=n_points, seed=seed)
     x, y = x_all[points], y_all[points]
+    from ..plugins.attacks import ATTACK_METHODS
+
+    fields = ATTACK_METHODS.get(method).Spec.model_fields
     params: dict = {"eps": eps, "n_samples": n}
-    if method in ("fgsm", "pgd"):
-        params["mode"] = mode
-    else:
-        params["rule"] = rule
-    if method in ("pgd", "region"):
-        params["seed"] = seed
+    for key, value in (("mode", mode), ("rule", rule)):
+        if key in fields:
+            params[key] = value
     if steps is not None:
-        if method == "fgsm":
-            raise BayesLRPError("--steps does not apply to fgsm")
+        if "steps" not in fields:
+            raise BayesLRPError(f"--steps does not apply to {method}")
         params["steps"] = steps
-    x_adv = attacks.run_attack(ens, x, y, method, **params)
+    x_adv = attacks.run_attack(ens, x, y, method, seed=seed, **params)
     result = attacks.evaluate(ens, x, x_adv, y, n_samples=n)
     table = pd.DataFrame({"point": points.numpy(), "label": y.numpy(),
                           **{k: v.numpy() for k, v in result.items()}})

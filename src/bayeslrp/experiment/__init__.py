@@ -1,10 +1,12 @@
 """Experiment infrastructure: config schema, task grid, artifact store.
 
-Nothing here knows about LRP, attacks or training: stages are looked up by name and run as
-pure functions of their parameters and input artifacts.
+The runner, store and executors know no stage: stages are objects registered in
+:data:`~bayeslrp.experiment.stages.STAGES`, run as pure functions of their parameters and
+input artifacts.
 """
 from bayeslrp.experiment.config import Config, config_key, dump_config, load_config
-from bayeslrp.experiment.grid import STAGES, Grid, Task, expand_grid, topological_order
+from bayeslrp.experiment.grid import Grid, Task, expand_grid, topological_order
+from bayeslrp.experiment.stages import STAGES
 from bayeslrp.experiment.store import Store, artifact_key
 
 __all__ = [

@@ -3,21 +3,19 @@
 >>> from bayeslrp.experiment.runner import run_experiment
 >>> result = run_experiment("my.yaml", "runs/my")          # doctest: +SKIP
 
-:func:`run_experiment` validates the config and checks the plan *before* anything is written
-(:func:`plan_run`), then expands the grid, runs every task whose artifact is not already in
-the store (:func:`run_tasks`) and writes the run directory's summary files
-(:func:`finalize`)::
+:func:`run_experiment` validates the configs and the plan *before* anything is written
+(:func:`plan_run`: ``load_config`` is the only gate, then each stage's ``preflight``), expands
+the grid, runs every task whose artifact is not already in the store (:func:`run_tasks`) and
+lets every stage publish what it owns into the run directory (:func:`finalize`)::
 
     RUN_DIR/
       artifacts/<stage>/<key>/      every stage's output (content-addressed, verified)
-      results.parquet               one row per model × attack × rule × layer × n × k × image
-      differences.parquet           per-image model − baseline
-      tests.parquet                 Mann-Whitney tests with stars
-      spearman.parquet              Spearman ρ of LRP vs softmax robustness
-      models.json                   per model: accuracy, sample count, diagnostics
       config.yaml                   the resolved config
-      heatmaps/*.safetensors        heatmaps of the first attacked points, for the figures
       manifest.json                 versions, machine, seeds, per-task timings (every run)
+      ...                           what the stages publish (docs/experiments.md)
+
+The runner knows no stage by name: stages are looked up in
+:data:`~bayeslrp.experiment.stages.STAGES`.
 
 Executors: tasks are handed to an executor once all their inputs exist. The executor runs
 them and reports each finished task; only the driving process writes the manifest.
@@ -34,6 +32,7 @@ import importlib
 import importlib.util
 import os
 import re
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -42,29 +41,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment import stages as st
-from bayeslrp.experiment.config import Config, config_key, dump_config, load_config
+from bayeslrp.experiment.config import Config, config_key, dump_config, load_config, read_source
 from bayeslrp.experiment.grid import Grid, Task, expand_grid
+from bayeslrp.experiment.stage_bars import StageBars
+from bayeslrp.experiment.stages import STAGES, ArtifactRef, StageContext
 from bayeslrp.experiment.store import Store
-from bayeslrp.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bayeslrp.fileio import atomic_write_text
 
 __all__ = [
-    "EXECUTORS", "HEATMAP_POINTS", "Executor", "LocalExecutor", "Part", "Plan", "RunResult",
-    "check_plan", "data_problem", "execute_task", "finalize", "load_configs", "plan_run",
-    "resolve_device", "run_experiment", "run_tasks",
+    "EXECUTORS", "Executor", "LocalExecutor", "Part", "Plan", "RunResult", "data_problem",
+    "execute_task", "finalize", "load_configs", "plan_run", "resolve_device", "run_experiment",
+    "run_tasks",
 ]
-
-#: Attacked points (the first ones, in test-index order) whose heatmaps are saved for figures.
-HEATMAP_POINTS = 8
-COPIED_TABLES = (st.RESULTS_FILE, st.DIFFERENCES_FILE, st.TESTS_FILE, st.SPEARMAN_FILE)
-_HEATMAP_FILE = re.compile(r"^.+__.+__.+__layer-?\d+__n\d+\.safetensors$")
-
-# Sizes of the built-in datasets (SPEC §1), for checks the schema cannot make: balanced test
-# points at most 10 × the smallest class count of the test split, and the training set size.
-# tests/test_runner.py checks these numbers against the data.
-BUILTIN_MAX_POINTS = {"digits": 410, "synthetic": 200}
-BUILTIN_TRAIN_SIZES = {"digits": 1348, "synthetic": 1000}
-
 
 # --------------------------------------------------------------------------- planning
 
@@ -91,58 +79,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def check_plan(cfg: Config) -> None:
-    """Reject configs the schema accepts but the pipeline cannot run, before anything runs.
-
-    Raises
-    ------
-    BayesLRPError
-        One line naming the config key, like the schema's errors.
-    """
-    ds = cfg.data.dataset
-    if cfg.explain.bayes == "avg_prediction":
-        raise BayesLRPError("config error at explain.bayes: avg_prediction is not implemented "
-                            "by bayeslrp.lrp.explain; use mean or per_sample_argmax")
-    for j, k in enumerate(cfg.metrics.k):
-        if float(k) != int(k):
-            raise BayesLRPError(f"config error at metrics.k[{j}]: the results table stores whole "
-                                f"percentages; got {k}")
-    limit = BUILTIN_MAX_POINTS.get(ds)
-    if limit is not None and cfg.data.n_points > limit:
-        raise BayesLRPError(f"config error at data.n_points: {ds} has at most {limit} balanced "
-                            f"test points; got {cfg.data.n_points}")
-    n_train = BUILTIN_TRAIN_SIZES.get(ds)
-    if n_train is not None and cfg.data.n_train is not None and cfg.data.n_train > n_train:
-        raise BayesLRPError(f"config error at data.n_train: {ds} has {n_train} training images; "
-                            f"got {cfg.data.n_train}")
-    from bayeslrp.experiment.config import TRAIN_SIZES
-
-    train_size = cfg.data.n_train or TRAIN_SIZES.get(ds) or BUILTIN_TRAIN_SIZES.get(ds)
-    for i, m in enumerate(cfg.models):
-        where = f"config error at models[{i}]"
-        if m.method == "adv" and m.adv_attack == "pgd" and m.adv_mix:
-            raise BayesLRPError(f"{where}.adv_mix: mixing clean and PGD batches is not "
-                                f"implemented; use adv_mix: false or adv_attack: fgsm")
-        if m.method != "hmc":
-            continue
-        if m.chains > 1 and m.n_samples // m.chains < 8:
-            # split-chain R-hat and bulk ESS need at least 4 draws per half chain
-            raise BayesLRPError(f"{where}.n_samples: with {m.chains} chains each chain must keep "
-                                f"at least 8 samples for R-hat and ESS; use n_samples >= "
-                                f"{8 * m.chains}")
-        if m.subset is not None and train_size is not None and m.subset > train_size:
-            raise BayesLRPError(f"{where}.subset: larger than the {train_size} training images")
-        if m.mode == "blocks":
-            if m.chains != 1:
-                raise BayesLRPError(f"{where}.chains: mode blocks runs one chain per block; "
-                                    f"leave chains at 1")
-            if train_size is not None:
-                blocks = -(-train_size // m.block_size)
-                if m.n_samples < blocks:
-                    raise BayesLRPError(f"{where}.n_samples: mode blocks has {blocks} blocks of "
-                                        f"{m.block_size}; ask for at least {blocks} samples")
-
-
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
 
@@ -158,14 +94,12 @@ def load_configs(source: Any) -> list[Config]:
     BayesLRPError
         The first problem, prefixed with ``document N:`` when there are several documents.
     """
-    from bayeslrp.experiment.config import _read_source
-
     if isinstance(source, (list, tuple)):
         configs = [load_config(c) for c in source]
     elif isinstance(source, (Config, dict)):
         configs = [load_config(source)]
     else:
-        text = _read_source(source)
+        text = read_source(source)
         docs = [d for d in _DOC_SEPARATOR.split(text)
                 if any(line.strip() and not line.lstrip().startswith("#")
                        for line in d.splitlines())]
@@ -192,14 +126,12 @@ def load_configs(source: Any) -> list[Config]:
 
 
 def data_problem(cfg: Config) -> str | None:
-    """Why the config's dataset cannot be loaded, or None when a source exists."""
-    from bayeslrp import data
-
-    info = data.info(cfg.data.dataset, data_dir=cfg.data.data_dir, check=False)
-    if info["source"] != "missing":
-        return None
-    return (f"{cfg.data.dataset} data not found; run `bayeslrp data fetch {cfg.data.dataset}` "
-            f"or set data.data_dir")
+    """Why the config cannot run on this machine (a stage's preflight), or None."""
+    for stage in STAGES:
+        problem = stage().preflight(cfg)
+        if problem is not None:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -260,7 +192,6 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
                    for c in configs]
     parts, skipped = [], []
     for cfg in configs:
-        check_plan(cfg)
         problem = data_problem(cfg)
         if problem is not None:
             if not skip_unavailable:
@@ -278,26 +209,24 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
 # --------------------------------------------------------------------------- executing
 
 
-def execute_task(task: Task, store: Store, ctx: st.StageContext) -> float:
+def execute_task(task: Task, store: Store, ctx: StageContext) -> float:
     """Run one task's stage function and store its artifact; return the seconds it took.
 
     The inputs must already be in ``store``. Safe to call from a worker process that opened
     its own :class:`Store` on the run directory: the artifact is written atomically.
     """
-    fn = st.STAGE_FUNCTIONS.get(task.stage)
-    if fn is None:
-        raise BayesLRPError(f"no stage function for stage {task.stage!r}")
-    inputs = {role: st.ArtifactRef(store, key) for role, key in task.deps.items()}
+    stage = STAGES.get(task.stage)()
+    inputs = {role: ArtifactRef(store, key) for role, key in task.deps.items()}
     for role, ref in inputs.items():
         if not store.has(ref.key):
             raise BayesLRPError(f"{task.label}: input {role} ({ref.key[:12]}…) is missing; rerun "
                                 f"the experiment")
     scratch = store.root / "work" / task.stage / task.key[:16]
     started = time.perf_counter()
-    out = fn(task.params, inputs, replace(ctx, scratch=scratch))
+    out = stage.run(task.params, inputs, replace(ctx, scratch=scratch))
     store.put(task.key, out.files, out.meta, stage=task.stage)
     seconds = time.perf_counter() - started
-    st.remove_scratch(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
     return seconds
 
 
@@ -318,7 +247,7 @@ class LocalExecutor:
 
     slots = 1
 
-    def __init__(self, store: Store, ctx: st.StageContext):
+    def __init__(self, store: Store, ctx: StageContext):
         self.store, self.ctx = store, ctx
         self._queue: deque[Task] = deque()
 
@@ -350,50 +279,6 @@ def _executor_class(name: str) -> type:
     return cls
 
 
-class _StageBars:
-    """One progress bar per stage, opened when the stage starts and closed when it is done."""
-
-    def __init__(self, tasks: list[Task], enabled: bool):
-        self.enabled = enabled
-        self.left: dict[str, int] = {}
-        for t in tasks:
-            self.left[t.stage] = self.left.get(t.stage, 0) + 1
-        self._stack = contextlib.ExitStack()
-        self._stage: str | None = None
-        self._bar = None
-
-    def _open(self, stage: str) -> None:
-        if self._stage == stage:
-            return
-        self._close()
-        from bayeslrp.progress import progress_bar
-
-        self._bar = self._stack.enter_context(progress_bar(f"{stage:<8}", self.left[stage],
-                                                           enabled=self.enabled))
-        self._stage = stage
-
-    def _close(self) -> None:
-        self._stack.close()
-        self._stack = contextlib.ExitStack()
-        self._stage, self._bar = None, None
-
-    def start(self, stage: str) -> None:
-        self._open(stage)
-
-    def done(self, stage: str, seconds: float | None = None) -> None:
-        self._open(stage)
-        self.left[stage] -= 1
-        if seconds is None:
-            self._bar.advance(1)
-        else:
-            self._bar.advance(1, s=seconds)
-        if self.left[stage] == 0:
-            self._close()
-
-    def close(self) -> None:
-        self._close()
-
-
 @dataclass
 class TaskStats:
     """What :func:`run_tasks` did: labels computed (with seconds) and reused."""
@@ -402,7 +287,7 @@ class TaskStats:
     reused: list[str] = field(default_factory=list)
 
 
-def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
+def run_tasks(tasks: Iterable[Task], store: Store, ctx: StageContext,
               executor: str | Executor = "local", progress: bool = False) -> TaskStats:
     """Make sure every task's artifact is in ``store``.
 
@@ -425,7 +310,7 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
     tasks = list(tasks)
     runner = _executor_class(executor)(store, ctx) if isinstance(executor, str) else executor
     stats = TaskStats()
-    bars = _StageBars(tasks, progress)
+    bars = StageBars(tasks, progress)
     done: set[str] = set()
     in_flight: dict[str, Task] = {}
     remaining: deque[Task] = deque()
@@ -474,99 +359,19 @@ def run_tasks(tasks: Iterable[Task], store: Store, ctx: st.StageContext,
 # --------------------------------------------------------------------------- run directory
 
 
-def _models_json(part: Part, store: Store) -> list[dict[str, Any]]:
-    out = []
-    labels = [(m.name, f"train[{m.name}]") for m in part.config.models]
-    labels += [(own, f"select[{own}]") for own, _, _ in part.config.own_models()]
-    for name, label in labels:
-        task = part.grid.by_label(label)
-        meta = store.load_meta(task.key)
-        facts = meta["facts"]["model"]
-        out.append({"name": name, "method": facts["method"], "arch": facts["arch"],
-                    "dataset": facts["dataset"], "test_accuracy": meta["test_accuracy"],
-                    "n_test": meta.get("n_test"), "n_samples": facts["n_samples"],
-                    "n_train": meta.get("n_train"), "diagnostics": meta.get("diagnostics", {}),
-                    "artifact": task.key,
-                    **({"own_sample": facts["own_sample"]} if "own_sample" in facts else {})})
-    return out
-
-
-def _heatmap_files(part: Part, store: Store, folder: Path) -> list[Path]:
-    """``<model>__<attack>__<rule>__layer<L>__n<n>.safetensors`` for the figures."""
-    from bayeslrp.experiment.store import tensors_to_bytes
-
-    grid = part.grid
-    data = store.load_tensors(grid.by_label("data").key, st.DATA_FILE)
-    b = min(HEATMAP_POINTS, int(data["points"].numel()))
-    written: list[Path] = []
-    for t in grid.stage("explain"):
-        model, source = t.coords["model"], t.coords["source"]
-        if source == "clean":
-            continue
-        rule, layer = t.coords["rule"], int(t.coords["layer"])
-        clean_task = grid.by_label(f"explain[{model},clean,{rule},L{layer}]")
-        clean = store.load_tensors(clean_task.key, st.HEATMAPS_FILE)
-        adv = store.load_tensors(t.key, st.HEATMAPS_FILE)
-        x_adv = store.load_tensors(t.deps["images"], st.IMAGES_FILE)["x"]
-        for i, n in enumerate(adv["n_samples"].tolist()):
-            tensors = {"R_clean": clean["mean"][i, :b], "R_adv": adv["mean"][i, :b],
-                       "x": data["x"][:b], "x_adv": x_adv[:b], "points": data["points"][:b]}
-            path = folder / f"{model}__{source}__{rule}__layer{layer}__n{n}.safetensors"
-            atomic_write_bytes(path, tensors_to_bytes(tensors))
-            written.append(path)
-    return written
-
-
-_TABLE_ORDER = {
-    st.RESULTS_FILE: st.RESULT_ORDER,
-    st.DIFFERENCES_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k",
-                          "point"],
-    st.TESTS_FILE: ["dataset", "model", "test", "other", "attack", "rule", "layer",
-                    "n_samples", "k"],
-    st.SPEARMAN_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k"],
-}
-
-
-def _combined_table(parts: tuple[Part, ...], store: Store, name: str) -> bytes:
-    keys = [p.grid.by_label("compare").key for p in parts]
-    if len(keys) == 1:
-        return store.read_bytes(keys[0], name)
-    import pandas as pd
-
-    from bayeslrp.experiment.store import table_to_bytes
-
-    frames = [store.load_table(k, name) for k in keys]
-    frames = [f for f in frames if len(f)] or frames[:1]
-    table = pd.concat(frames, ignore_index=True)
-    order = [c for c in _TABLE_ORDER[name] if c in table.columns]
-    if len(table) and order:
-        table = table.sort_values(order, kind="mergesort")
-    return table_to_bytes(table.reset_index(drop=True))
-
-
 def finalize(plan: Plan, store: Store) -> dict[str, Path]:
     """Write the run directory's summary files from the stored artifacts.
 
-    ``results.parquet`` and the comparison tables are the ``compare`` artifacts' tables
-    (concatenated and re-sorted when the plan has several documents); ``models.json``,
-    ``config.yaml`` and ``heatmaps/`` cover every document. Heatmap files of an earlier
-    config in the same run directory are removed.
+    ``config.yaml`` (every document), then what each stage publishes
+    (:meth:`~bayeslrp.experiment.stages.base.Stage.publish`: the results tables, models.json,
+    heatmap files for the figures).
     """
     run_dir = plan.run_dir
     paths: dict[str, Path] = {}
-    for name in COPIED_TABLES:
-        paths[name] = atomic_write_bytes(run_dir / name, _combined_table(plan.parts, store, name))
-    models = [entry for part in plan.parts for entry in _models_json(part, store)]
-    paths["models.json"] = atomic_write_json(run_dir / "models.json", models)
     text = "---\n".join(dump_config(p.config) for p in plan.parts)
     paths["config.yaml"] = atomic_write_text(run_dir / "config.yaml", text)
-    folder = run_dir / "heatmaps"
-    folder.mkdir(exist_ok=True)
-    keep = {f.name for part in plan.parts for f in _heatmap_files(part, store, folder)}
-    for old in folder.iterdir():
-        if old.name not in keep and _HEATMAP_FILE.match(old.name):
-            old.unlink()
-    paths["heatmaps"] = folder
+    for stage in STAGES:
+        paths.update(stage().publish(plan.parts, store, run_dir))
     work = run_dir / "work"
     if work.is_dir():  # scratch directories of finished stages are removed; drop empty parents
         for sub in sorted(work.iterdir()):
@@ -640,17 +445,17 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     reused: list[str] = []
     try:
         for part in plan.parts:
-            ctx = st.StageContext(device=part.device, data_dir=part.config.data.data_dir)
+            ctx = StageContext(device=part.device, data_dir=part.config.data.data_dir)
             stats = run_tasks(part.grid.tasks, store, ctx, executor=executor,
                               progress=progress)
             computed.extend(stats.computed)
             reused.extend(stats.reused)
-        finalize(plan, store)
+        published = finalize(plan, store)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         store.end_run(status)
-    return RunResult(plan.run_dir, plan.run_dir / st.RESULTS_FILE, computed, reused,
+    return RunResult(plan.run_dir, published.get("results"), computed, reused,
                      time.perf_counter() - started, plan)

@@ -262,8 +262,12 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
             create_graph: bool = False, *, seed: str = "logit",
             target_mode: str = "predictive", inner: str = "max",
             surrogate_beta: float | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-            chunks: tuple[int, int] | None = None, **rule_params: float):
+            chunks: tuple[int, int] | None = None, explainer=None, **rule_params: float):
     """Bayesian LRP heatmaps of images ``x`` (SPEC §4).
+
+    ``explainer=`` (a :class:`bayeslrp.explainers.Explainer`) gives every setting at once:
+    method, parameters, layer, seeds, target mode, samples and reduction; ``target``,
+    ``create_graph`` and ``surrogate_beta`` still apply.
 
     Parameters
     ----------
@@ -298,6 +302,8 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
     inner : {"max", "all"}
         Inner layer: seed the most activated unit / channel (chosen per sample on its own
         activations), or every unit with its own activation.
+    explainer : Explainer, optional
+        All of the above in one value object (any registered explainer, not only LRP).
     surrogate_beta : float, optional
         Replace ReLU by ``softplus_β`` and LeakyReLU(s) by ``s·x + (1 − s)·softplus_β(x)`` in
         the forward pass of the explanation (smooth gradients; Dombrowski et al. 2019). The
@@ -315,6 +321,9 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
     Tensor or (Tensor, Tensor)
         Heatmaps (relevance summed over input channels) in the model's dtype and device.
     """
+    if explainer is not None:
+        return explainer.explain(model, x, target=target, create_graph=create_graph,
+                                 surrogate_beta=surrogate_beta)
     if reduce == "none":
         reduce = None
     if reduce not in REDUCTIONS:

@@ -1,0 +1,184 @@
+"""The config sections besides models and attacks: data, explain, metrics, compare."""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from bayeslrp import catalog
+from bayeslrp.plugins.spec import (ConfigIssue, Name, Percent, PosFloat, PosInt, StrictSpec,
+                                   tuple_of, unique)
+
+__all__ = ["CompareSpec", "DataSpec", "ExplainSpec", "MetricsSpec", "RuleParams"]
+
+
+class DataSpec(StrictSpec):
+    """Which dataset, how many attacked test points, how much training data.
+
+    ``n_train`` draws a seeded random subset of the training split; it is a property of the
+    data, shared by every model of the config (seeded by the config's ``seed``).
+    """
+
+    dataset: Literal[tuple(catalog.DATASETS)]
+    n_points: PosInt
+    n_train: PosInt | None = None
+    data_dir: str | None = None
+    shape: Annotated[tuple[PosInt, PosInt, PosInt], Field(strict=False)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataSpec":
+        facts = catalog.DATASETS[self.dataset]
+        if self.n_points % 10:
+            raise ConfigIssue(("n_points",), f"must be divisible by 10 (n/10 points per class); "
+                                             f"got {self.n_points}")
+        if self.n_points > facts.max_points:
+            raise ConfigIssue(("n_points",), f"{self.dataset} has at most {facts.max_points} "
+                                             f"balanced test points; got {self.n_points}")
+        if self.n_train is not None and self.n_train > facts.train_size:
+            raise ConfigIssue(("n_train",), f"{self.dataset} has {facts.train_size} training "
+                                            f"images; got {self.n_train}")
+        if self.shape is not None and self.dataset != "synthetic":
+            raise ConfigIssue(("shape",), f"only the synthetic dataset takes a shape; "
+                                          f"{self.dataset} is {facts.shape}")
+        return self
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the dataset's images."""
+        return self.shape if self.shape is not None else catalog.DATASETS[self.dataset].shape
+
+    @property
+    def train_size(self) -> int:
+        """Training images the models see (``n_train`` or the whole split)."""
+        return self.n_train or catalog.DATASETS[self.dataset].train_size
+
+
+class RuleParams(StrictSpec):
+    """Parameters of the LRP rules (paper 000 §V: ε = 0.1, γ = 0.1, α = 1, β = 0)."""
+
+    epsilon: PosFloat = 0.1
+    gamma: PosFloat = 0.1
+    alpha: Annotated[float, Field(ge=1)] = 1.0
+    beta: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _check(self) -> "RuleParams":
+        if not math.isclose(self.alpha - self.beta, 1.0, rel_tol=0, abs_tol=1e-12):
+            raise ConfigIssue(("alpha",), f"alpha - beta must equal 1 (conservation); got "
+                                          f"alpha={self.alpha}, beta={self.beta}")
+        return self
+
+
+class ExplainSpec(StrictSpec):
+    """Which explanations: explainers × layers, Bayesian means over the first n samples.
+
+    ``rules`` names registered explainers (the LRP rules ``epsilon``, ``gamma``,
+    ``alphabeta``, or user plug-ins); ``options.<name>`` holds a plug-in's own parameters.
+    """
+
+    rules: tuple_of(str) = ("epsilon",)
+    layers: Union[Literal["all", "last"], tuple[int, ...]] = "all"
+    n_samples: tuple_of(PosInt) = (10, 50, 100)
+    rule_params: RuleParams = RuleParams()
+    options: dict[str, dict[str, Any]] | None = None
+    bayes: Literal["mean", "per_sample_argmax", "avg_prediction"] = "mean"
+    output_seed: Literal["logit", "one"] = "logit"
+    inner_seed: Literal["max", "all"] = "max"
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers_shape(cls, v: Any) -> Any:
+        if isinstance(v, str) and v in ("all", "last"):
+            return v
+        if isinstance(v, (list, tuple)) and v and all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v):
+            return tuple(v)
+        # Validated here in full so that the union below never produces per-member errors.
+        raise ValueError("must be 'all', 'last' or a non-empty list of layer indices (>= 0)")
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_known(cls, v: tuple) -> tuple:
+        from bayeslrp.explainers import EXPLAINERS
+
+        for i, name in enumerate(v):
+            if name not in EXPLAINERS:
+                raise ConfigIssue((i,), f"unknown explainer {name!r}; registered: "
+                                        f"{', '.join(EXPLAINERS.names())}")
+        return unique(v, "rule")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_unique(cls, v: Any) -> Any:
+        return v if isinstance(v, str) else unique(v, "layer")
+
+    @field_validator("n_samples")
+    @classmethod
+    def _n_unique(cls, v: tuple) -> tuple:
+        return unique(v, "sample count")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExplainSpec":
+        from bayeslrp.explainers import EXPLAINERS
+
+        if self.bayes == "avg_prediction":
+            raise ConfigIssue(("bayes",), "avg_prediction is not implemented by "
+                                          "bayeslrp.lrp.explain; use mean or per_sample_argmax")
+        for name in self.options or {}:
+            if name not in EXPLAINERS:
+                raise ConfigIssue(("options", name), f"unknown explainer; registered: "
+                                                     f"{', '.join(EXPLAINERS.names())}")
+            if name not in self.rules:
+                raise ConfigIssue(("options", name), f"explainer {name!r} is not in rules")
+        for name in self.rules:
+            try:  # a plug-in's options are validated here, at load time
+                EXPLAINERS.get(name)().key_args(self)
+            except ValueError as exc:
+                raise ConfigIssue(("options", name), " ".join(str(exc).split())[:300]) from None
+        return self
+
+    def layers_for(self, arch: str) -> tuple[int, ...]:
+        """The explained layer indices for an architecture."""
+        layers = catalog.learnable_layers(arch)
+        if self.layers == "all":
+            return layers
+        if self.layers == "last":
+            return layers[-1:]
+        return tuple(self.layers)
+
+    def n_samples_for(self, model: Any) -> tuple[int, ...]:
+        """Sample counts explained for ``model``: ``(1,)`` for det/adv, sorted for BNNs."""
+        return tuple(sorted(self.n_samples)) if model.bayesian else (1,)
+
+
+class MetricsSpec(StrictSpec):
+    """Top-k robustness settings (SPEC §6)."""
+
+    k: tuple_of(Percent) = (20.0,)
+    ties: Literal["nonzero", "index"] = "nonzero"
+    topk_mode: Literal["abs", "signed"] = "abs"
+
+    @field_validator("k")
+    @classmethod
+    def _k_unique(cls, v: tuple) -> tuple:
+        for i, k in enumerate(v):
+            if float(k) != int(k):
+                raise ConfigIssue((i,), f"the results table stores whole percentages; got {k}")
+        return unique(v, "k")
+
+
+class CompareSpec(StrictSpec):
+    """Per-image differences ``model − baseline`` against the baseline of the same arch."""
+
+    baseline: tuple_of(Name)
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_unique(cls, v: tuple) -> tuple:
+        return unique(v, "baseline")

@@ -1,0 +1,64 @@
+"""``attack``: adversarial images of the data points, made by an attack plug-in."""
+from __future__ import annotations
+
+import torch
+
+from bayeslrp import catalog
+from bayeslrp.experiment.stages.base import Stage, StageOutput, is_bayesian, load_model
+from bayeslrp.experiment.stages.data import DATA_FILE, IMAGES_FILE
+from bayeslrp.experiment.stages.explainers import explainer_key_params, explainer_from_params
+from bayeslrp.experiment.store import tensors_to_bytes
+from bayeslrp.plugins.attacks import ATTACK_METHODS
+
+__all__ = ["AttackStage"]
+
+
+class AttackStage(Stage):
+    """Params: ``attack`` (the method's key params; ``n_samples`` resolved to the samples the
+    attack uses), ``seed``, and for attacks on explanations ``explain`` (how the attacked
+    output-layer explanation is formed). Output ``images.safetensors`` with ``x``."""
+
+    name = "attack"
+
+    def plan(self, planner) -> None:
+        cfg = planner.config
+        data = planner.shared["data"]
+        keys = planner.shared["model_keys"]
+        attack_tasks = {}
+        for m in planner.shared["models"]:
+            last = catalog.learnable_layers(m.arch)[-1]
+            for a in cfg.attacks:
+                if a.transfer_from is not None and a.transfer_from != m.name:
+                    continue  # a transfer attack is computed on its source model only
+                method = ATTACK_METHODS.get(a.method)()
+                params = {"attack": method.key_params(a, cfg), "seed": cfg.seed}
+                params["attack"]["n_samples"] = min(a.n_samples or m.sample_count,
+                                                    m.sample_count)
+                if method.uses_explainer:
+                    params["explain"] = explainer_key_params(cfg, a.explained_rule, m, last,
+                                                             output_layer=True)
+                attack_tasks[m.name, a.label] = planner.add(
+                    "attack", params, {"model": keys[m.name], "data": data.key},
+                    f"attack[{m.name},{a.label}]", {"model": m.name, "attack": a.label})
+        planner.shared["attacks"] = attack_tasks
+
+    def run(self, params, inputs, ctx):
+        spec, seed = params["attack"], int(params["seed"])
+        device = torch.device(ctx.device)
+        ens = load_model(inputs["model"], ctx)
+        d = inputs["data"].tensors(DATA_FILE)
+        x, y = d["x"].to(device), d["y"].to(device)
+        model_facts = inputs["model"].facts["model"]
+        bayesian = is_bayesian(model_facts)
+        method = ATTACK_METHODS.get(spec["method"])()
+        explainer = None
+        if method.uses_explainer:
+            explainer = explainer_from_params(spec["rule"], params["explain"], bayesian,
+                                              layer=None)
+        x_adv = method.run(ens, x, y, spec, seed=seed, explainer=explainer)
+        n = int(spec["n_samples"])
+        facts = {"model": model_facts,
+                 "attack": {"source": "attack", "method": spec["method"],
+                            "mode": method.mode(spec, bayesian), "n_samples": n}}
+        return StageOutput({IMAGES_FILE: tensors_to_bytes({"x": x_adv.detach()})},
+                           {"facts": facts})

@@ -1,0 +1,50 @@
+"""``data``: the attacked test points, a balanced seeded subset of the test split."""
+from __future__ import annotations
+
+from bayeslrp.experiment.stages.base import Stage, StageOutput, load_split, stage_seed
+from bayeslrp.experiment.store import tensors_to_bytes
+
+__all__ = ["DATA_FILE", "DataStage", "images_of"]
+
+DATA_FILE = "data.safetensors"
+IMAGES_FILE = "images.safetensors"
+
+
+def images_of(ref):
+    """Images of a ``data`` or ``attack`` artifact (both store them as ``x``)."""
+    return ref.tensors(DATA_FILE if ref.stage == "data" else IMAGES_FILE)["x"]
+
+
+class DataStage(Stage):
+    """Params: ``dataset``, ``n_points``, ``shape``, ``seed``. Output ``data.safetensors`` with
+    ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set indices, sorted)."""
+
+    name = "data"
+
+    def plan(self, planner) -> None:
+        cfg = planner.config
+        planner.shared["data"] = planner.add(
+            "data", {"dataset": cfg.data.dataset, "n_points": cfg.data.n_points,
+                     "shape": list(cfg.data.image_shape), "seed": cfg.seed}, {}, "data")
+
+    def run(self, params, inputs, ctx):
+        from bayeslrp import catalog, data
+
+        x, y = load_split(params["dataset"], "test", params["shape"], ctx)
+        n_classes = catalog.DATASETS[params["dataset"]].n_classes
+        points = data.balanced_subset(y, int(params["n_points"]),
+                                      seed=stage_seed(params["seed"], "points"),
+                                      n_classes=n_classes)
+        tensors = {"x": x[points].contiguous(), "y": y[points].contiguous(), "points": points}
+        return StageOutput({DATA_FILE: tensors_to_bytes(tensors)},
+                           {"facts": {"dataset": params["dataset"]},
+                            "n_points": int(points.numel()), "n_test": int(y.numel())})
+
+    def preflight(self, config) -> str | None:
+        from bayeslrp import data
+
+        info = data.info(config.data.dataset, data_dir=config.data.data_dir, check=False)
+        if info["source"] != "missing":
+            return None
+        return (f"{config.data.dataset} data not found; run `bayeslrp data fetch "
+                f"{config.data.dataset}` or set data.data_dir")

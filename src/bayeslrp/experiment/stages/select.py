@@ -1,0 +1,56 @@
+"""``select``: one posterior sample of a Bayesian model as an S = 1 model (control
+``own_attack_sample``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bayeslrp.errors import BayesLRPError
+from bayeslrp.experiment.stages.base import (MODEL_DIR, Stage, StageOutput, load_model,
+                                             load_split)
+
+__all__ = ["OwnSample", "SelectStage"]
+
+
+@dataclass(frozen=True)
+class OwnSample:
+    """Posterior sample ``sample`` of a Bayesian model, used as a deterministic net."""
+
+    name: str
+    parent: str
+    sample: int
+    arch: str
+    sample_count: int = 1
+    bayesian: bool = False
+
+
+class SelectStage(Stage):
+    """Params: ``sample`` (j), ``dataset`` and ``shape`` (for the sample's test accuracy). Input
+    ``model``: the trained Bayesian model. Its facts keep the parent's method and add
+    ``own_sample: j``, so later stages attack and explain it as a deterministic net."""
+
+    name = "select"
+
+    def plan(self, planner) -> None:
+        cfg = planner.config
+        train = planner.shared["train"]
+        for own, parent, j in cfg.own_models():
+            t = planner.add("select", {"sample": j, "dataset": cfg.data.dataset,
+                                       "shape": list(cfg.data.image_shape)},
+                            {"model": train[parent].key}, f"select[{own}]", {"model": own})
+            planner.shared["model_keys"][own] = t.key
+            planner.shared["models"].append(OwnSample(own, parent, j, cfg.model(parent).arch))
+
+    def run(self, params, inputs, ctx):
+        j = int(params["sample"])
+        parent = inputs["model"]
+        ens = load_model(parent, ctx)
+        if not 0 <= j < ens.n_samples:
+            raise BayesLRPError(f"sample {j} does not exist; the model keeps {ens.n_samples}")
+        ens = ens.select([j])
+        x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
+        accuracy = ens.accuracy(x_test.to(ens.device), y_test.to(ens.device))
+        facts = {**parent.facts["model"], "n_samples": 1, "own_sample": j}
+        meta = {"facts": {"model": facts}, "test_accuracy": accuracy,
+                "n_test": int(y_test.numel()), "n_train": parent.meta.get("n_train"),
+                "diagnostics": {"parent_test_accuracy": parent.meta.get("test_accuracy")}}
+        return StageOutput(lambda directory: ens.to("cpu").save(directory / MODEL_DIR), meta)
