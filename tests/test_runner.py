@@ -94,8 +94,10 @@ def test_results_schema_rows_and_order(tiny_run):
     df = pd.read_parquet(tiny_run.results)
     assert list(df.columns) == list(stages.RESULT_COLUMNS)
     kinds = {c: df[c].dtype.kind for c in df.columns}
-    for c in ("layer", "n_samples", "k", "point", "label", "pred_clean", "pred_adv", "nnz"):
+    for c in ("layer", "n_samples", "k_pixels", "point", "label", "pred_clean", "pred_adv",
+              "nnz"):
         assert kinds[c] == "i", c
+    assert kinds["k"] == "f"  # fractional percentages are allowed
     assert kinds["success"] == "b"
     assert kinds["lrp_robustness"] == kinds["softmax_robustness"] == "f"
     # det/adv: 1 sample count; vi/hmc: 2 → 6 series × 2 attacks × 3 layers × 2 k × 20 points
@@ -361,7 +363,7 @@ def test_builtin_dataset_limits_match_the_data():
 
 @pytest.mark.parametrize("mutate,match", [
     (lambda c: c["explain"].update(bayes="avg_prediction"), "explain.bayes"),
-    (lambda c: c["metrics"].update(k=[12.5]), r"metrics.k\[0\]"),
+    (lambda c: c["metrics"].update(k=[0.5]), r"metrics.k\[0\]"),
     (lambda c: c["data"].update(n_points=210), "data.n_points"),
     (lambda c: c["data"].update(n_train=2000), "data.n_train"),
     (lambda c: c["models"][1].update(adv_attack="pgd", adv_mix=True), r"models\[1\].adv_mix"),

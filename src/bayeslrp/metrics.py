@@ -76,7 +76,10 @@ def _percent(k: object) -> Fraction:
     if isinstance(k, bool) or not isinstance(k, Real) or not math.isfinite(float(k)):
         raise BayesLRPError(f"k must be a number of percent in (0, 100]; got {k!r}")
     # str() gives the decimal the user wrote (0.3, not 0.299999...), so floor() is exact.
-    frac = Fraction(k) if isinstance(k, int) else Fraction(str(float(k)))
+    if isinstance(k, Fraction):  # exact already (a pixel count as 100·K/P percent)
+        frac = k
+    else:
+        frac = Fraction(k) if isinstance(k, int) else Fraction(str(float(k)))
     if not 0 < frac <= 100:
         raise BayesLRPError(f"k must be a number of percent in (0, 100]; got {k!r}")
     return frac

@@ -170,6 +170,11 @@ def check_config(cfg: Any) -> Any:
             raise ConfigIssue(("metrics", "k", j), (
                 f"k={k}% of {n_pixels} pixels selects no pixel"
                 f"{' per sign' if cfg.metrics.topk_mode == 'signed' else ''}; use a larger k"))
+    for j, count in enumerate(cfg.metrics.k_pixels):
+        if count > n_pixels or (cfg.metrics.topk_mode == "signed" and count < 2):
+            raise ConfigIssue(("metrics", "k_pixels", j), (
+                f"{count} pixels of {n_pixels} cannot be selected"
+                f"{' (signed mode takes at least 2)' if count < 2 else ''}"))
     if cfg.compare is not None:
         _check_compare(cfg.compare, models)
     return cfg

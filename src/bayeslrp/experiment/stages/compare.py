@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bayeslrp import metrics
+
 from bayeslrp.experiment.stages import compare_tables as tables
 from bayeslrp.experiment.stages.base import Stage, StageOutput
 from bayeslrp.experiment.stages.metrics import TABLE_FILE
@@ -17,8 +19,8 @@ from bayeslrp.fileio import atomic_write_bytes
 __all__ = ["CompareStage", "RESULTS_SCHEMA", "TABLE_FILES", "TABLE_ORDER"]
 
 # Version of the results table's columns, part of the compare key: 2 added source_model and
-# own_sample (the controls), so compare artifacts stored before that are not reused.
-RESULTS_SCHEMA = 2
+# own_sample (the controls); 3 made k a float (fractional percentages) and added k_pixels.
+RESULTS_SCHEMA = 3
 RESULTS_FILE, DIFFERENCES_FILE = "results.parquet", "differences.parquet"
 TESTS_FILE, SPEARMAN_FILE = "tests.parquet", "spearman.parquet"
 TABLE_FILES = (RESULTS_FILE, DIFFERENCES_FILE, TESTS_FILE, SPEARMAN_FILE)
@@ -38,6 +40,11 @@ def results_table(params: dict, inputs) -> pd.DataFrame:
         ref = inputs[entry["label"]]
         facts = ref.facts
         df = ref.table(TABLE_FILE)
+        df["k"] = df["k"].astype(np.float64)
+        if "k_pixels" not in df.columns:  # a metrics table stored before k_pixels existed
+            df.insert(int(df.columns.get_loc("k")) + 1, "k_pixels", [
+                metrics.topk_count(int(params["pixels"]), float(k), params["topk_mode"])
+                for k in df["k"]])
         model = facts["model"]
         df.insert(0, "dataset", model["dataset"])
         df.insert(1, "model", entry["model"])
@@ -73,8 +80,10 @@ class CompareStage(Stage):
         pairs += [[own, cfg.baseline_for(parent)] for own, parent, _ in cfg.own_models()
                   if cfg.baseline_for(parent) is not None]
         entries = [{"label": t.label, **t.coords} for t in metrics]
+        shape = cfg.data.image_shape
         planner.shared["compare"] = planner.add(
-            "compare", {"pairs": pairs, "tables": entries, "results_schema": RESULTS_SCHEMA},
+            "compare", {"pairs": pairs, "tables": entries, "results_schema": RESULTS_SCHEMA,
+                        "pixels": shape[1] * shape[2], "topk_mode": cfg.metrics.topk_mode},
             {t.label: t.key for t in metrics}, "compare")
 
     def run(self, params, inputs, ctx):

@@ -8,8 +8,8 @@ __all__ = ["GROUP", "RESULT_COLUMNS", "RESULT_ORDER", "differences", "mann_whitn
 
 #: Columns of ``results.parquet`` in order (schema in docs/experiments.md).
 RESULT_COLUMNS = ("dataset", "model", "method", "arch", "attack", "attack_mode", "rule",
-                  "layer", "n_samples", "k", "point", "label", "pred_clean", "pred_adv",
-                  "success", "lrp_robustness", "nnz", "softmax_robustness", "source_model",
+                  "layer", "n_samples", "k", "k_pixels", "point", "label", "pred_clean",
+                  "pred_adv", "success", "lrp_robustness", "nnz", "softmax_robustness", "source_model",
                   "own_sample")
 RESULT_ORDER = ["dataset", "model", "attack", "rule", "layer", "n_samples", "k", "point"]
 GROUP = ["dataset", "attack", "rule", "layer", "k"]

@@ -1,6 +1,8 @@
 """``metrics``: the per-image robustness table of one model × attack × explainer × layer."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 
@@ -33,6 +35,8 @@ class MetricsStage(Stage):
                     for a in cfg.attacks:
                         params = {"k": list(cfg.metrics.k), "ties": cfg.metrics.ties,
                                   "topk_mode": cfg.metrics.topk_mode, "n_samples": n_list}
+                        if cfg.metrics.k_pixels:  # absent otherwise: keys stay as they were
+                            params["k_pixels"] = list(cfg.metrics.k_pixels)
                         deps = {"data": data.key,
                                 "clean": explain[m.name, "clean", rule, layer].key,
                                 "adv": explain[m.name, a.label, rule, layer].key,
@@ -58,18 +62,24 @@ class MetricsStage(Stage):
                 raise BayesLRPError(f"the {name} explanations hold sample counts "
                                     f"{t['n_samples'].tolist()}, expected {n_list}; rerun")
         y, points = d["y"], d["points"]
+        n_pixels = int(clean["mean"].shape[-1] * clean["mean"].shape[-2])
+        ks = [(float(k), k) for k in params["k"]]
+        ks += [(100.0 * c / n_pixels, Fraction(100 * int(c), n_pixels))
+               for c in params.get("k_pixels", [])]
         frames = []
         for i, n in enumerate(n_list):
             pred_c, pred_a = p_clean[i].argmax(-1), p_adv[i].argmax(-1)
             soft = metrics.softmax_robustness(p_clean[i], p_adv[i])
             success = metrics.attack_success(y, pred_c, pred_a)
-            for k in params["k"]:
+            for k_label, k in ks:
                 res = metrics.lrp_robustness_details(clean["mean"][i], adv["mean"][i], k=k,
                                                      mode=params["topk_mode"],
                                                      ties=params["ties"])
                 frames.append(pd.DataFrame({
                     "n_samples": np.full(points.numel(), n, dtype=np.int64),
-                    "k": np.full(points.numel(), int(k), dtype=np.int64),
+                    "k": np.full(points.numel(), k_label, dtype=np.float64),
+                    "k_pixels": np.full(points.numel(), metrics.topk_count(
+                        n_pixels, k, params["topk_mode"]), dtype=np.int64),
                     "point": points.numpy().astype(np.int64),
                     "label": y.numpy().astype(np.int64),
                     "pred_clean": pred_c.numpy().astype(np.int64),
