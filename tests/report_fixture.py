@@ -144,6 +144,14 @@ def write_fake_run(run_dir, *, seed: int = 0, datasets=("mnist",),
                                         images, points[:n_heatmap_points])
     results = pd.concat(frames, ignore_index=True)
     results.to_parquet(run / "results.parquet", index=False)
+    if "det" in methods:  # the compare stage's tables, as a run with compare.baseline writes
+        from bayeslrp import analysis
+
+        pairs = [(model_name(m, d, datasets), model_name("det", d, datasets))
+                 for d in datasets for m in methods if m != "det"]
+        diffs = analysis.differences(results, pairs)
+        diffs.to_parquet(run / "differences.parquet", index=False)
+        analysis.mann_whitney_tests(diffs).to_parquet(run / "tests.parquet", index=False)
     (run / "models.json").write_text(json.dumps(models, indent=2))
     (run / "manifest.json").write_text(json.dumps(_manifest(seed, methods, attacks), indent=2))
     config = {"name": "fake", "seed": seed, "datasets": list(datasets),
@@ -189,10 +197,16 @@ def _model_entry(name, method, dataset, counts, accuracy, rng) -> dict:
 
 
 def _manifest(seed, methods, attacks) -> dict:
-    timings = {"data": 0.8}
-    timings.update({f"train/{m}": 4.0 + i for i, m in enumerate(methods)})
-    timings.update({f"attack/{a}": 2.5 for a in attacks})
-    return {"bayeslrp": "0.1.0", "created": "2025-01-01T00:00:00Z",
-            "versions": {"python": "3.11.2", "torch": "2.13.0", "numpy": "2.1.0"},
-            "seeds": {"root": seed, "subset": seed + 1, "attack": seed + 2},
-            "timings": timings, "machine": {"platform": "Linux-x86_64", "cpus": 2}}
+    """A manifest in the store's format: one finished run with per-task stage records."""
+    stages = [{"label": "data", "stage": "data", "computed": True, "seconds": 0.8}]
+    stages += [{"label": f"train[{m}]", "stage": "train", "computed": True, "seconds": 4.0 + i}
+               for i, m in enumerate(methods)]
+    stages += [{"label": f"attack[{m},{a}]", "stage": "attack", "computed": False,
+                "seconds": 0.0} for m in methods for a in attacks]
+    run = {"run": 0, "status": "finished", "started": "2025-01-01T00:00:00+00:00",
+           "finished": "2025-01-01T00:01:00+00:00",
+           "packages": {"bayeslrp": "0.1.0", "python": "3.11.2", "torch": "2.13.0"},
+           "machine": {"machine": "x86_64", "cpu_count": 2, "torch_threads": 1, "cuda": None},
+           "seeds": {"root": seed}, "extra": {"names": ["fixture"], "devices": ["cpu"]},
+           "stages": stages}
+    return {"format": 1, "artifacts": {}, "runs": [run]}

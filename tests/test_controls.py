@@ -21,7 +21,7 @@ from bayeslrp.errors import BayesLRPError
 from bayeslrp.experiment import expand_grid, load_config, runner, stages
 from bayeslrp.experiment.config import COMPAT_ORIGINAL, dump_config
 from bayeslrp.experiment.store import Store
-from bayeslrp.experiment.stages import compare_tables
+from bayeslrp import analysis as compare_tables
 
 OWN_J = 1
 CONTROLS = {
@@ -221,7 +221,7 @@ def test_differences_cover_the_own_sample_model(run, results):
     assert set(diffs["baseline"]) == {"det"}
     from bayeslrp.report import mann_whitney_table
 
-    table = mann_whitney_table(results)
+    table = mann_whitney_table(pd.read_parquet(run.run_dir / "tests.parquet"), results)
     assert set(table.loc[table["model"].str.startswith("vi.own1"), "comparison"]) == {"Own−Det"}
     assert set(table.loc[table["model"].str.startswith("vi ("), "comparison"]) == {"Bay−Det"}
 

@@ -59,7 +59,10 @@ def test_report_contains_every_table(report):
         assert f'<section id="{section}">' in text
     # models.json: accuracy and HMC diagnostics; manifest: versions and timings.
     assert "diag: acceptance" in text and "diag: step_size" in text
-    assert "torch" in text and "2.13.0" in text and "train/hmc" in text
+    assert "torch 2.13.0" in text and "<td>train</td>" in text
+    manifest = text[text.index('<section id="manifest">'):]
+    assert manifest.count("<tr>") <= 30  # runs table + per-stage timings, not one row a task
+    assert "[{" not in manifest  # no Python repr of the runs list
     assert "Bay−Det" in text and "Adv−Det" in text and "Bay−Adv" in text
     assert "det &lt; hmc (100 samples)" in text
     # Text is escaped: the config's hostile note appears only as text.

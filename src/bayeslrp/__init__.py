@@ -14,7 +14,8 @@ from .errors import BayesLRPError
 __version__ = "0.1.0"
 
 _SUBMODULES = ("data", "nets", "train", "mcmc", "lrp", "attacks", "metrics", "stats",
-               "experiment", "plots", "report", "fileio", "explainers", "plugins", "catalog")
+               "experiment", "plots", "report", "fileio", "explainers", "plugins", "catalog",
+               "analysis")
 
 __all__ = ["Ensemble", "BayesLRPError", "__version__", *_SUBMODULES]
 

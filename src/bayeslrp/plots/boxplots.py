@@ -7,13 +7,16 @@ adversarially trained and each Bayesian box carries the paper's own comparison (
 """
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 
 from bayeslrp.errors import BayesLRPError
 from bayeslrp.stats import mann_whitney, stars
 
 from .distributions import single_value
-from .frames import (BAYESIAN, RULE_TITLES, dataset_rank, ordered_rules, paired_differences,
+from .frames import (BAYESIAN, RULE_TITLES, Percent, dataset_rank, ordered_rules,
+                     paired_differences,
                      select, series_order)
 from .style import new_figure, series_colors, styled
 
@@ -90,9 +93,13 @@ def rule_boxplots(df: pd.DataFrame, attack: str | None = None, layer: int | None
                 ax.set_ylabel(f"{dataset} · {arch} · layer {row_layer}\n"
                               f"LRP robustness − {group['baseline'].iloc[0]}")
     base = ", ".join(sorted(diffs["baseline"].unique()))
-    fig.suptitle(f"{attack}: LRP robustness differences to {base} (top-{int(diffs['k'].iloc[0])}%)"
-                 f"\nstars above a box: one-sided Mann-Whitney U, {base} lower than the model; "
-                 f"on a bracket: adversarially trained lower than Bayesian", fontsize=8.5)
+    # wrapped to the figure's width: a long one-line title is clipped on both sides
+    width_chars = max(40, int(fig.get_figwidth() * 14))
+    title = (f"{attack}: LRP robustness differences to {base} "
+             f"(top-{Percent(diffs['k'].iloc[0])}%). Stars above a box: one-sided Mann-Whitney "
+             f"U, {base} lower than the model; on a bracket: adversarially trained lower than "
+             f"Bayesian")
+    fig.suptitle(textwrap.fill(title, width_chars), fontsize=8.5)
     return fig
 
 

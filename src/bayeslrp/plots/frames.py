@@ -34,22 +34,33 @@ OWN_SAMPLE = "own"
 _METHOD_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 3, OWN_SAMPLE: 4}
 
 
-def metric_k(df: pd.DataFrame, k: int | None = None) -> int | None:
-    """The top-k percentage to analyse.
+class Percent(float):
+    """A top-k percentage that prints compactly (``20``, ``12.5``) in labels."""
+
+    def __str__(self) -> str:
+        return f"{float(self):.6g}"
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if not spec else float.__format__(self, spec)
+
+
+def metric_k(df: pd.DataFrame, k: float | None = None) -> Percent | None:
+    """The top-k percentage to analyse (fractions allowed).
 
     ``k`` when given (it must occur in ``df``), else the only ``k`` present, else 20 (SPEC §6)
     when present, else the smallest. ``None`` for an empty table.
     """
-    present = sorted(int(v) for v in df["k"].unique())
+    present = [Percent(v) for v in sorted(float(v) for v in df["k"].unique())]
     if k is not None:
-        if int(k) not in present:
-            raise BayesLRPError(f"k={k} is not in the results (present: {present})")
-        return int(k)
+        if float(k) not in present:
+            raise BayesLRPError(f"k={k} is not in the results (present: "
+                                f"{[str(p) for p in present]})")
+        return Percent(k)
     if not present:
         return None
     if len(present) == 1:
         return present[0]
-    return 20 if 20 in present else present[0]
+    return Percent(20) if 20 in present else present[0]
 
 
 def select(df: pd.DataFrame, **match) -> pd.DataFrame:
@@ -114,13 +125,22 @@ def series_order(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 
 def baseline_models(df: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """The deterministic baseline model of every ``(dataset, arch)``.
+    """The baseline model of every ``(dataset, arch)``.
+
+    A table read from a run directory (:func:`bayeslrp.plots.load_run`) carries the run's
+    baselines — the config's ``compare.baseline``, as ``df.attrs["baselines"]`` — and those are
+    used, whatever their method or name. A bare table without them falls back to its only
+    deterministic model per dataset and architecture (or the one named ``det``).
 
     Raises
     ------
     BayesLRPError
-        When a dataset/architecture has several deterministic models and none is named ``det``.
+        A bare table with several deterministic models per dataset/arch, none named ``det``.
     """
+    if "baselines" in df.attrs:
+        chosen = set(df.attrs["baselines"].values())
+        rows = df.loc[df["model"].isin(chosen), ["dataset", "arch", "model"]].drop_duplicates()
+        return {(str(d), str(a)): str(m) for d, a, m in rows.itertuples(index=False)}
     out: dict[tuple[str, str], str] = {}
     dets = df.loc[df["method"] == "det", ["dataset", "arch", "model"]].drop_duplicates()
     for (dataset, arch), group in dets.groupby(["dataset", "arch"], sort=True):

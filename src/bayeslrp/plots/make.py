@@ -20,7 +20,7 @@ from bayeslrp.fileio import atomic_write_json
 
 from .boxplots import rule_boxplots
 from .distributions import difference_distributions
-from .frames import (BAYESIAN, RULE_TITLES, baseline_models, mark_own_samples, metric_k,
+from .frames import (BAYESIAN, RULE_TITLES, Percent, baseline_models, mark_own_samples, metric_k,
                      paired_differences, pick_rule, select)
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
 from .rundir import RunData, load_run
@@ -115,7 +115,7 @@ def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
     plans = []
     for model, dataset, arch in bayes.itertuples(index=False):
         det = baselines.get((dataset, arch))
-        if det is None:
+        if det is None or det == model:
             skipped.append({"figure": f"fig6 {model}",
                             "reason": f"no deterministic model for {dataset}/{arch}"})
             continue
@@ -165,7 +165,7 @@ def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
         skipped.append({"figure": "fig2/fig3", "reason": "no robustness differences: the run "
                         "needs a deterministic model and another model on the same data"})
         return []
-    kk = int(diffs["k"].iloc[0])
+    kk = Percent(diffs["k"].iloc[0])
     plans = []
     for (dataset, arch), group in diffs.groupby(["dataset", "arch"], sort=True):
         part = select(df, dataset=dataset, arch=arch)

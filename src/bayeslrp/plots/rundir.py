@@ -25,7 +25,7 @@ __all__ = ["HeatmapKey", "HeatmapSet", "RESULT_COLUMNS", "RunData", "load_run",
 #: "f" float, "b" bool).
 RESULT_COLUMNS: dict[str, str] = {
     "dataset": "O", "model": "O", "method": "O", "arch": "O", "attack": "O",
-    "attack_mode": "O", "rule": "O", "layer": "i", "n_samples": "i", "k": "i", "point": "i",
+    "attack_mode": "O", "rule": "O", "layer": "i", "n_samples": "i", "k": "f", "point": "i",
     "label": "i", "pred_clean": "i", "pred_adv": "i", "success": "b",
     "lrp_robustness": "f", "nnz": "i", "softmax_robustness": "f",
 }
@@ -95,6 +95,8 @@ class RunData:
         ``config.yaml`` verbatim, ``None`` when absent.
     heatmap_files : dict
         :class:`HeatmapKey` → file path, for every correctly named file in ``heatmaps/``.
+    tests : pandas.DataFrame or None
+        ``tests.parquet``: the compare stage's Mann-Whitney tests.
     """
 
     path: Path
@@ -103,6 +105,7 @@ class RunData:
     manifest: dict[str, Any] = field(default_factory=dict)
     config_text: str | None = None
     heatmap_files: dict[HeatmapKey, Path] = field(default_factory=dict)
+    tests: pd.DataFrame | None = None
     _cache: dict[HeatmapKey, HeatmapSet] = field(default_factory=dict, repr=False)
 
     def heatmaps(self, key: HeatmapKey) -> HeatmapSet | None:
@@ -228,6 +231,11 @@ def load_run(run_dir: str | Path) -> RunData:
         raise BayesLRPError(f"cannot read {results_path} ({type(exc).__name__}: {exc}); delete "
                             f"it and rerun the experiment") from None
     results = validate_results(results, str(results_path))
+    differences_path = path / "differences.parquet"
+    if differences_path.is_file():  # the one baseline rule: the config's compare.baseline
+        from bayeslrp.analysis import baseline_map
+
+        results.attrs["baselines"] = baseline_map(pd.read_parquet(differences_path))
 
     models: list[dict[str, Any]] = []
     if (path / "models.json").is_file():
@@ -248,4 +256,6 @@ def load_run(run_dir: str | Path) -> RunData:
                 key = HeatmapKey(match["model"], match["attack"], match["rule"],
                                  int(match["layer"]), int(match["n"]))
                 heatmap_files[key] = file
-    return RunData(path, results, models, manifest, config_text, heatmap_files)
+    tests = pd.read_parquet(path / "tests.parquet") if (path / "tests.parquet").is_file() \
+        else None
+    return RunData(path, results, models, manifest, config_text, heatmap_files, tests)

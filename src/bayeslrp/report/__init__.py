@@ -24,6 +24,8 @@ from bayeslrp.plots.rundir import RunData, load_run
 
 from .drivers import difference_drivers_table
 from .html import esc, figure_html, key_value_table, page, table_html
+from .headline import headline_table
+from .manifest_tables import runs_table, stage_timings_table
 from .tables import (KNOWN_PIXELS, accuracy_table, attack_success_table, mann_whitney_display,
                      mann_whitney_table, median_robustness_table, nnz_display, nnz_table,
                      spearman_display, spearman_table)
@@ -86,7 +88,7 @@ def summary_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
         "accuracy": accuracy_table(run.models, df),
         "attack_success": attack_success_table(df),
         "median_robustness": median_robustness_table(df),
-        "mann_whitney": mann_whitney_table(df),
+        "mann_whitney": mann_whitney_table(run.tests, df),
     }
 
 
@@ -106,6 +108,7 @@ def report_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
 
 
 _SECTIONS = [
+    ("headline", "The answer first"),
     ("overview", "Overview"),
     ("models", "Models and accuracy"),
     ("attacks", "Attack success"),
@@ -175,41 +178,25 @@ def _figures(run: RunData) -> str:
     return "\n".join(parts)
 
 
-def _flat_items(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        out: list[tuple[str, Any]] = []
-        for key, item in value.items():
-            out.extend(_flat_items(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, (list, tuple)):
-        return [(prefix, ", ".join(str(v) for v in value))]
-    return [(prefix, value)]
-
-
 def _manifest(manifest: dict[str, Any]) -> str:
     if not manifest:
         return '<p class="note">manifest.json not found.</p>'
-    scalars = [(str(k), v) for k, v in manifest.items() if not isinstance(v, dict)]
-    parts = []
-    if scalars:
-        parts.append(key_value_table(_flat_items(dict(scalars))))
-    preferred = ["versions", "timings", "seeds", "machine"]
-    sections = [k for k in preferred if isinstance(manifest.get(k), dict)]
-    sections += sorted(k for k, v in manifest.items() if isinstance(v, dict) and k not in
-                       preferred)
-    blocks = []
-    for key in sections:
-        items = _flat_items(manifest[key])
-        if key == "timings":
-            items = [(name, f"{value:.2f} s" if isinstance(value, (int, float))
-                      and not isinstance(value, bool) else value) for name, value in items]
-        blocks.append(f"<div><h3>{esc(key)}</h3>{key_value_table(items)}</div>")
-    if blocks:
-        parts.append(f'<div class="blocks">{"".join(blocks)}</div>')
-    return "\n".join(parts)
+    runs = runs_table(manifest)
+    timings = stage_timings_table(manifest)
+    n_artifacts = len(manifest.get("artifacts") or {})
+    return (f"<h3>Runs</h3>{table_html(runs, 'No runs recorded.')}"
+            f"<h3>Timings of the latest run, per stage</h3>"
+            f"{table_html(timings, 'No stage timings recorded.')}"
+            f'<p class="note">{n_artifacts} artifacts in the store; every task\'s label, key '
+            f"and seconds are in manifest.json.</p>")
 
 
 _NOTES = {
+    "headline": "Median per-image difference of k-LRP robustness, model − baseline (the "
+                "config's compare.baseline), at each layer, with the stars of the one-sided "
+                "Mann-Whitney test that the baseline is lower (tests.parquet); Bayesian models "
+                "at their largest sample count. Positive: the model's explanations survive the "
+                "attack better. Then the model's test accuracy and the attack's success rate.",
     "models": "Test accuracy and training diagnostics as recorded in models.json (HMC: "
               "acceptance rate, divergences, step size; VI: ELBO); accuracy on attacked "
               "points from the results, at the largest sample count.",
@@ -247,6 +234,8 @@ def render_report(run: RunData) -> str:
     config = (f"<pre>{esc(run.config_text)}</pre>" if run.config_text is not None
               else '<p class="note">config.yaml not found.</p>')
     content = {
+        "headline": table_html(headline_table(run.tests, run.results, run.models),
+                               "No comparisons: the config has no compare.baseline."),
         "overview": _overview(run),
         "models": table_html(tables["accuracy"], "No models recorded."),
         "attacks": table_html(tables["attack_success"]),

@@ -28,12 +28,14 @@ h3 { font-size: 1.0rem; margin: 1.2rem 0 0.4rem; }
 p.lead { color: #46505c; margin: 0.2rem 0 0.8rem; }
 p.note { color: #56606c; font-size: 0.86rem; margin: 0.3rem 0 0.6rem; }
 nav ol { columns: 2; font-size: 0.92rem; margin: 0.4rem 0; }
-.tablewrap { overflow-x: auto; margin: 0.4rem 0 0.8rem; }
+.tablewrap { overflow-x: auto; max-width: 100%; margin: 0.4rem 0 0.8rem;
+             padding-bottom: 0.3rem; }
 table { border-collapse: collapse; font-size: 0.82rem; }
 th, td { padding: 0.22rem 0.55rem; border-bottom: 1px solid #e4e8ee; text-align: left;
          white-space: nowrap; }
 th { background: #f1f4f8; font-weight: 600; white-space: normal; vertical-align: bottom;
-     min-width: 3.5em; max-width: 8.5em; }
+     min-width: 3.5em; max-width: 9em; overflow-wrap: break-word; }
+td:last-child, th:last-child { padding-right: 1rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.cell { font-variant-numeric: tabular-nums; white-space: pre; }
 tbody tr:nth-child(even) { background: #fafbfd; }

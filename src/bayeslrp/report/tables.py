@@ -142,54 +142,43 @@ def median_robustness_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFr
     return _sort(wide, ["dataset", "arch", "attack", "rule", "method", "model", "n_samples"])
 
 
-def mann_whitney_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
-    """One-sided Mann-Whitney U tests per dataset × attack × rule × layer.
+def mann_whitney_table(tests: pd.DataFrame, results: pd.DataFrame,
+                       k: float | None = None) -> pd.DataFrame:
+    """The run's one-sided Mann-Whitney tests (``tests.parquet``), labelled for display.
 
-    ``det < model``: the baseline's LRP robustness is stochastically lower than the model's
-    (the ``Bay − Det`` and ``Adv − Det`` comparisons, SPEC §6); ``adv < model``: the
-    adversarially trained model's robustness is lower than the Bayesian model's (paper 000,
-    appendix H). Both samples are over the same attacked images.
+    Every number is the compare stage's (:func:`bayeslrp.analysis.mann_whitney_tests`): the
+    printed and the stored tests are the same. ``baseline < model``: the baseline's LRP
+    robustness is stochastically lower than the model's (``Bay − Det``, ``Adv − Det``, SPEC
+    §6); ``adv < model``: the adversarially trained model's is lower than the Bayesian
+    model's (paper 000, appendix H). "median difference" is the median per-image difference
+    against the baseline (for ``adv < model``: the Bayesian model's minus the adversarial
+    model's).
     """
     columns = ["dataset", "arch", "attack", "rule", "layer", "k", "comparison", "model", "test",
                "median difference", "n", "U", "p", "stars"]
-    diffs = paired_differences(df, k)
-    if diffs.empty:
+    if tests is None or tests.empty or results.empty:
         return pd.DataFrame(columns=columns)
-    # a posterior sample used as a deterministic net (own_attack_sample) is not a BNN
-    own = set(df.loc[df["own_sample"] >= 0, "model"]) if "own_sample" in df.columns else set()
-    keys = ["dataset", "arch", "attack", "rule", "layer", "k"]
+    kk = metric_k(results, k)
+    part = tests[tests["k"].astype(float) == float(kk)]
+    arch = dict(zip(results["model"], results["arch"]))
+    own = set(results.loc[results["own_sample"] >= 0, "model"]) \
+        if "own_sample" in results.columns else set()
+    methods = dict(zip(results["model"], results["method"]))
     rows = []
-    for key, group in diffs.groupby(keys, sort=False):
-        base = str(group["baseline"].iloc[0])
-        advs = []
-        for (model, method, n), part in group.groupby(["model", "method", "n_samples"],
-                                                      sort=False):
-            res = mann_whitney(part["baseline_robustness"], part["robustness"], "less")
-            label = series_label(model, method, n)
-            kind = "Own−Det" if model in own else "Bay−Det" if method in BAYESIAN else \
-                "Adv−Det" if method == "adv" else "Model−Det"
-            rows.append(dict(zip(keys, key), comparison=kind, model=label,
-                             test=f"{base} < {label}",
-                             **{"median difference": float(part["diff"].median()),
-                                "n": res.n_b, "U": res.u, "p": res.pvalue,
-                                "stars": stars(res.pvalue)}))
-            if method == "adv":
-                advs.append((label, part.set_index("point")["robustness"]))
-        for adv_label, adv_rob in advs:
-            for (model, method, n), part in group.groupby(["model", "method", "n_samples"],
-                                                          sort=False):
-                if method not in BAYESIAN or model in own:
-                    continue
-                bay_rob = part.set_index("point")["robustness"]
-                res = mann_whitney(adv_rob, bay_rob, "less")
-                label = series_label(model, method, n)
-                common = adv_rob.index.intersection(bay_rob.index)
-                rows.append(dict(zip(keys, key), comparison="Bay−Adv", model=label,
-                                 test=f"{adv_label} < {label}",
-                                 **{"median difference": float(
-                                     (bay_rob.loc[common] - adv_rob.loc[common]).median()),
-                                    "n": res.n_b, "U": res.u, "p": res.pvalue,
-                                    "stars": stars(res.pvalue)}))
+    for r in part.itertuples(index=False):
+        label = series_label(r.model, "own" if r.model in own else r.method, r.n_samples)
+        if r.test == "adv<bayes":
+            kind, test = "Bay−Adv", f"{r.other} < {label}"
+            median = r.median_diff - r.median_other_diff
+        else:
+            kind = ("Own−Det" if r.model in own else "Bay−Det" if r.method in BAYESIAN
+                    else "Adv−Det" if r.method == "adv" else "Model−Det")
+            test, median = f"{r.baseline} < {label}", r.median_diff
+        rows.append({"dataset": r.dataset, "arch": arch.get(r.model, methods.get(r.model, "")),
+                     "attack": r.attack, "rule": r.rule, "layer": int(r.layer), "k": kk,
+                     "comparison": kind, "model": label, "test": test,
+                     "median difference": float(median), "n": int(r.n_images), "U": r.u,
+                     "p": r.pvalue, "stars": r.stars})
     table = pd.DataFrame(rows, columns=columns)
     return _sort(table, ["dataset", "arch", "attack", "rule", "layer"])
 

@@ -8,7 +8,7 @@ from bayeslrp.experiment.stages.attack import AttackStage
 from bayeslrp.experiment.stages.base import (MODEL_DIR, SYNTHETIC_DATA_SEED, ArtifactRef, Stage,
                                              StageContext, StageOutput, stage_seed)
 from bayeslrp.experiment.stages.compare import RESULTS_FILE, TABLE_FILES, CompareStage
-from bayeslrp.experiment.stages.compare_tables import RESULT_COLUMNS, RESULT_ORDER
+from bayeslrp.analysis import RESULT_COLUMNS, RESULT_ORDER
 from bayeslrp.experiment.stages.data import DATA_FILE, IMAGES_FILE, DataStage
 from bayeslrp.experiment.stages.explain import HEATMAPS_FILE, ExplainStage, explain_cumulative
 from bayeslrp.experiment.stages.metrics import TABLE_FILE, MetricsStage

@@ -42,6 +42,16 @@ class AttackStage(Stage):
                     f"attack[{m.name},{a.label}]", {"model": m.name, "attack": a.label})
         planner.shared["attacks"] = attack_tasks
 
+    def estimate(self, task, config):
+        from bayeslrp.experiment.costs import seconds
+        from bayeslrp.experiment.stages.base import model_forward_flops
+
+        spec = next(a for a in config.attacks if a.label == task.coords["attack"])
+        work, kind = ATTACK_METHODS.get(spec.method)().cost(
+            spec, config.data.n_points, int(task.params["attack"]["n_samples"]),
+            model_forward_flops(config, task.coords["model"]))
+        return seconds(work, kind, "attack")
+
     def run(self, params, inputs, ctx):
         spec, seed = params["attack"], int(params["seed"])
         device = torch.device(ctx.device)

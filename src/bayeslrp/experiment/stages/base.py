@@ -120,6 +120,12 @@ class Stage:
             ctx: StageContext) -> StageOutput:
         raise NotImplementedError
 
+    def estimate(self, task, config) -> float:
+        """Estimated seconds of ``task`` on this machine (:mod:`bayeslrp.experiment.costs`)."""
+        from bayeslrp.experiment.costs import TASK_OVERHEAD_S
+
+        return TASK_OVERHEAD_S.get(self.name, 0.01)
+
     def preflight(self, config) -> str | None:
         """Why ``config`` cannot run on this machine (e.g. missing data), or None."""
         return None
@@ -127,6 +133,25 @@ class Stage:
     def publish(self, parts, store: Store, run_dir: Path) -> dict[str, Path]:
         """Write what this stage owns into ``run_dir`` once every task is done."""
         return {}
+
+
+def model_forward_flops(config, name: str) -> int:
+    """FLOPs of one forward pass of the config's model ``name`` (``<parent>.own<j>`` too)."""
+    from bayeslrp import catalog
+    from bayeslrp.experiment.costs import forward_flops
+
+    base = name.rsplit(".own", 1)[0] if name not in {m.name for m in config.models} else name
+    spec = config.model(base)
+    n_classes = catalog.DATASETS[config.data.dataset].n_classes
+    return forward_flops(spec.arch, {"hidden": spec.hidden, "channels": spec.channels},
+                         config.data.image_shape, n_classes)
+
+
+def model_samples(config, name: str) -> int:
+    """Stacked samples ``S`` of the config's model ``name`` (1 for a selected sample)."""
+    if name not in {m.name for m in config.models}:
+        return 1
+    return config.model(name).sample_count
 
 
 def stage_seed(seed: int, *tags: object) -> int:

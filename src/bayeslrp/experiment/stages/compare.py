@@ -10,7 +10,7 @@ import pandas as pd
 
 from bayeslrp import metrics
 
-from bayeslrp.experiment.stages import compare_tables as tables
+from bayeslrp import analysis as tables
 from bayeslrp.experiment.stages.base import Stage, StageOutput
 from bayeslrp.experiment.stages.metrics import TABLE_FILE
 from bayeslrp.experiment.store import table_to_bytes

@@ -102,6 +102,14 @@ class ExplainStage(Stage):
                             {"model": m.name, "source": src, "rule": rule, "layer": layer})
         planner.shared["explain"] = explain
 
+    def estimate(self, task, config):
+        from bayeslrp.experiment.costs import seconds
+        from bayeslrp.experiment.stages.base import model_forward_flops
+
+        n = max(task.params["n_samples"])
+        flops = 6.0 * n * config.data.n_points * model_forward_flops(config, task.coords["model"])
+        return seconds(flops, "explain", "explain")
+
     def run(self, params: dict, inputs: Mapping[str, Any], ctx) -> StageOutput:
         ens = load_model(inputs["model"], ctx)
         model_facts = inputs["model"].facts["model"]

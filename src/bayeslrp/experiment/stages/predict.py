@@ -60,6 +60,14 @@ class PredictStage(Stage):
                     f"predict[{m.name},{src}]", {"model": m.name, "source": src})
         planner.shared["predict"] = predict
 
+    def estimate(self, task, config):
+        from bayeslrp.experiment.costs import seconds
+        from bayeslrp.experiment.stages.base import model_forward_flops
+
+        n = max(task.params["n_samples"])
+        flops = n * config.data.n_points * model_forward_flops(config, task.coords["model"])
+        return seconds(flops, "predict", "predict")
+
     def run(self, params, inputs, ctx):
         ens = load_model(inputs["model"], ctx)
         n_list = [int(n) for n in params["n_samples"]]

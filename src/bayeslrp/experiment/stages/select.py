@@ -40,6 +40,13 @@ class SelectStage(Stage):
             planner.shared["model_keys"][own] = t.key
             planner.shared["models"].append(OwnSample(own, parent, j, cfg.model(parent).arch))
 
+    def estimate(self, task, config):
+        from bayeslrp.experiment.costs import seconds
+        from bayeslrp.experiment.stages.base import model_forward_flops
+
+        return seconds(10000 * model_forward_flops(config, task.coords["model"]), "test",
+                       "select")
+
     def run(self, params, inputs, ctx):
         j = int(params["sample"])
         parent = inputs["model"]

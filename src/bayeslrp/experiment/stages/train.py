@@ -10,7 +10,8 @@ import numpy as np
 
 from bayeslrp.errors import BayesLRPError
 from bayeslrp.experiment.stages.base import (MODEL_DIR, Stage, StageOutput, generator,
-                                             load_model, load_split, stage_seed)
+                                             load_model, load_split, model_forward_flops,
+                                             stage_seed)
 from bayeslrp.fileio import atomic_write_json
 from bayeslrp.plugins.models import MODEL_METHODS
 
@@ -124,6 +125,16 @@ class TrainStage(Stage):
                 "diagnostics": json_safe(method.diagnostics(ens.meta))}
         return StageOutput(lambda directory: ens.save(directory / MODEL_DIR), meta)
 
+    def estimate(self, task, config):
+        from bayeslrp.experiment.costs import seconds
+
+        name = task.coords["model"]
+        spec = config.model(name)
+        flops = model_forward_flops(config, name)
+        work, kind = MODEL_METHODS.get(spec.method)().cost(spec, config.data.train_size, flops)
+        test = spec.sample_count * _test_size(config) * flops
+        return seconds(work, kind, "train") + seconds(test, "test", "train") - 0.3
+
     def publish(self, parts, store, run_dir):
         entries = []
         for part in parts:
@@ -132,6 +143,14 @@ class TrainStage(Stage):
             tasks = {t.coords["model"]: t for t in part.grid.tasks if t.stage in MODEL_STAGES}
             entries += [_model_entry(tasks[name], store) for name in order if name in tasks]
         return {"models.json": atomic_write_json(run_dir / "models.json", entries)}
+
+
+def _test_size(config) -> int:
+    from bayeslrp import catalog
+
+    facts = catalog.DATASETS[config.data.dataset]
+    return 10000 if config.data.dataset in ("mnist", "fashion_mnist", "cifar10") \
+        else facts.max_points
 
 
 def _model_entry(task, store) -> dict[str, Any]:

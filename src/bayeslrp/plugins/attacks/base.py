@@ -63,6 +63,13 @@ class AttackMethod:
         """The ensemble attack mode recorded in the results (``""``: not applicable)."""
         return ""
 
+    def cost(self, spec: Any, n_images: int, n_samples: int, flops: int) -> tuple[float, str]:
+        """``(FLOPs, kind)`` of attacking ``n_images`` with ``n_samples`` samples."""
+        steps = getattr(spec, "steps", 1) * getattr(spec, "restarts", 1)
+        if self.uses_explainer:  # second-order graph through the explanation, per step
+            return 30.0 * steps * n_images * n_samples * flops, "saliency"
+        return 3.0 * steps * n_images * n_samples * flops, "attack"
+
     def run(self, ens, x, y, spec: Mapping[str, Any], *, seed: int, explainer=None,
             bounds: tuple[float, float] = (0.0, 1.0)):
         """Attack images ``x`` (labels ``y``) of the ensemble ``ens``.

@@ -52,6 +52,10 @@ class AdvMethod(ModelMethod):
         return {**update, "adv_steps": spec.adv_steps or PGD_STEPS_DEFAULT,
                 "adv_alpha": spec.adv_alpha or PGD_ALPHA_DEFAULT}
 
+    def cost(self, spec, n_train, flops):
+        per_attack = 3.0 * (spec.adv_steps or 1)  # FGSM: one forward + backward
+        return (3.0 + per_attack) * spec.epochs * n_train * flops, "train"
+
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
         from bayeslrp import train
 

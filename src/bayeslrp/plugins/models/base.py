@@ -90,6 +90,11 @@ class ModelMethod:
         """
         raise NotImplementedError
 
+    def cost(self, spec: Any, n_train: int, flops: int) -> tuple[float, str]:
+        """``(FLOPs, kind)`` of training on ``n_train`` images, one forward = ``flops``."""
+        epochs = getattr(spec, "epochs", None) or 1
+        return 3.0 * epochs * n_train * flops, "train"
+
     def diagnostics(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Training diagnostics for models.json from the Ensemble's ``meta``."""
         return {}

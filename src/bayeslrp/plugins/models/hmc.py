@@ -88,6 +88,16 @@ class HMCMethod(ModelMethod):
             raise ConfigIssue(("init_model",), f"{spec.init_model!r} has a different "
                                                f"architecture (arch, hidden, channels)")
 
+    def cost(self, spec, n_train, flops):
+        used = spec.subset if spec.mode == "subset" else n_train
+        chains = -(-n_train // spec.block_size) if spec.mode == "blocks" else spec.chains
+        iterations = chains * spec.warmup + spec.n_samples  # kept samples are pooled
+        per_block = used if spec.mode != "blocks" else min(used, spec.block_size)
+        total = iterations * (spec.steps + 1) * per_block * 3.0 * flops
+        if spec.init == "map" and spec.init_model is None:
+            total += 15 * 3.0 * used * flops  # the MAP start trained inside the stage
+        return total, "hmc"
+
     def init_model(self, spec: Any) -> str | None:
         return spec.init_model
 

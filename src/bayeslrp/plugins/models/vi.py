@@ -60,6 +60,9 @@ class VIMethod(ModelMethod):
                 del params[key]
         return params
 
+    def cost(self, spec, n_train, flops):
+        return 4.0 * spec.epochs * n_train * flops, "train"  # a weight draw per batch
+
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
         from bayeslrp.train.vi import vi
 

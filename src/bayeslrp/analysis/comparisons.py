@@ -1,10 +1,10 @@
-"""Comparison tables of the compare stage (to be served by :mod:`bayeslrp.analysis`)."""
+"""Per-image differences against an explicit baseline, their tests, and Spearman ρ."""
 from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["GROUP", "RESULT_COLUMNS", "RESULT_ORDER", "differences", "mann_whitney_tests",
-           "spearman_table"]
+__all__ = ["GROUP", "RESULT_COLUMNS", "RESULT_ORDER", "baseline_map", "differences",
+           "mann_whitney_tests", "spearman_table"]
 
 #: Columns of ``results.parquet`` in order (schema in docs/experiments.md).
 RESULT_COLUMNS = ("dataset", "model", "method", "arch", "attack", "attack_mode", "rule",
@@ -105,3 +105,16 @@ def spearman_table(results: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in keys + ["rho", "pvalue", "n"]})
     return pd.DataFrame(rows)
+
+
+def baseline_map(differences_table: pd.DataFrame) -> dict[str, str]:
+    """``{model: baseline}`` of a run, read from its differences table.
+
+    The one baseline rule: the pairs the compare stage made from the config's
+    ``compare.baseline`` (no comparisons: an empty map). Figures, report and CLI summary all
+    use it.
+    """
+    if differences_table is None or differences_table.empty:
+        return {}
+    pairs = differences_table[["model", "baseline"]].drop_duplicates()
+    return {str(m): str(b) for m, b in zip(pairs["model"], pairs["baseline"])}

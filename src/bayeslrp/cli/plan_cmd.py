@@ -1,0 +1,37 @@
+"""``bayeslrp plan CONFIG [--run-dir DIR]``: tasks and estimated time, before running."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import BayesLRPError
+from .app import app
+
+
+@app.command("plan")
+def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (YAML)."),
+         profile: Optional[str] = typer.Option(None, "--profile", help="quick or paper: a "
+                                               "packaged profile instead of CONFIG."),
+         run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="A run directory: "
+                                                "say what is done and what is left."),
+         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the run "
+                                               "will use (the matmul rate is measured with "
+                                               "them).")) -> None:
+    """Print the grid's tasks per stage and their estimated time on this machine."""
+    from ..experiment.plan_summary import format_plan, plan_summary
+    from .run_cmd import PROFILES, packaged_config
+
+    if (config is None) == (profile is None):
+        raise BayesLRPError("give either CONFIG or --profile quick|paper")
+    if profile is not None and profile not in PROFILES:
+        raise BayesLRPError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    if threads is not None:
+        if threads < 1:
+            raise BayesLRPError(f"--threads must be at least 1; got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    source = packaged_config(profile) if profile is not None else config
+    typer.echo(format_plan(plan_summary(source, run_dir)))
