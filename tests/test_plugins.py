@@ -142,3 +142,18 @@ def test_toy_attack_stays_in_the_ball(run):
     assert float((xa - x).abs().max()) <= 0.1 + 1e-6
     assert 0 <= float(xa.min()) and float(xa.max()) <= 1
     assert not torch.equal(xa, x)
+
+
+def test_runner_and_store_know_no_stage():
+    import re
+    from pathlib import Path
+
+    import bayeslrp.experiment.runner as runner_module
+    import bayeslrp.experiment.store as store_module
+
+    names = re.compile(r"(?<!bayes)lrp|\bhmc\b|\bvi\b|explain\[|attack\[|train\[|heatmaps|"
+                       r"probs|check_plan|\"(data|train|select|attack|predict|explain|metrics|"
+                       r"compare)\"")
+    for module in (runner_module, store_module):
+        text = Path(module.__file__).read_text()
+        assert not names.findall(text), (module.__name__, names.findall(text)[:3])

@@ -67,7 +67,7 @@ class AttackMethod:
         """``(FLOPs, kind)`` of attacking ``n_images`` with ``n_samples`` samples."""
         steps = getattr(spec, "steps", 1) * getattr(spec, "restarts", 1)
         if self.uses_explainer:  # second-order graph through the explanation, per step
-            return 30.0 * steps * n_images * n_samples * flops, "saliency"
+            return 25.0 * steps * n_images * n_samples * flops, "saliency"
         return 3.0 * steps * n_images * n_samples * flops, "attack"
 
     def run(self, ens, x, y, spec: Mapping[str, Any], *, seed: int, explainer=None,

@@ -19,24 +19,25 @@ __all__ = ["BetaAttack", "BetaMethod", "RegionAttack", "RegionMethod", "TopKAtta
            "TopKMethod"]
 
 
-class TopKAttack(AttackSpecBase):
+class _GhorbaniSpec(AttackSpecBase):
+    """Keys of both Ghorbani attacks: ``k`` %, ``steps`` sign steps of ``alpha``·ε, ``rule``."""
+
+    k: Percent = 20.0
+    steps: PosInt = 10
+    alpha: PosFloat = 0.5
+    rule: str = "epsilon"
+
+
+class TopKAttack(_GhorbaniSpec):
     """Ghorbani top-k saliency attack on the output-layer explanation under ``rule``."""
 
     method: Literal["topk"]
-    k: Percent = 20.0
-    steps: PosInt = 10
-    alpha: PosFloat = 0.5
-    rule: str = "epsilon"
 
 
-class RegionAttack(AttackSpecBase):
+class RegionAttack(_GhorbaniSpec):
     """Ghorbani target-region attack (a seeded random region of ``k`` % of the pixels)."""
 
     method: Literal["region"]
-    k: Percent = 20.0
-    steps: PosInt = 10
-    alpha: PosFloat = 0.5
-    rule: str = "epsilon"
 
 
 class BetaAttack(AttackSpecBase):
