@@ -51,7 +51,8 @@ def write_fake_run(run_dir, *, seed: int = 0, datasets=("mnist",),
                    rules=("epsilon", "gamma", "alphabeta"), n_samples=(10, 50, 100),
                    n_points: int = 40, n_heatmap_points: int = 4,
                    heatmap_rules=("epsilon",), size: int = 28,
-                   det_never_fails: bool = False) -> Path:
+                   det_never_fails: bool = False, models=None,
+                   baseline: str | None = "det", ks=None) -> Path:
     """Write a fake finished run into ``run_dir`` and return its path.
 
     Parameters
@@ -74,26 +75,37 @@ def write_fake_run(run_dir, *, seed: int = 0, datasets=("mnist",),
         Make every deterministic attack succeed (to exercise the Fig. 6 fallback); otherwise
         the first saved point is a successful attack on ``det`` and the second a failed
         attack on every model.
+    models : sequence of (str, str), optional
+        Explicit ``(name, method)`` models (one dataset), instead of one model per method
+        named after it.
+    baseline : str or None
+        Name (without the dataset suffix) of the model every other one is compared with in
+        ``differences.parquet`` / ``tests.parquet`` (the config's ``compare.baseline``);
+        ``None`` or absent: no comparison tables are written.
+    ks : sequence of (float, int, bool), optional
+        Top-k rows ``(k, k_pixels, from a pixel count)`` instead of ``k = 20`` without a
+        ``k_pixels`` column; every k gets the same robustness values. The config then has a
+        ``metrics`` section (``k`` the percentages, ``k_pixels`` the counts).
     """
     rng = np.random.default_rng(seed)
     run = Path(run_dir)
     (run / "heatmaps").mkdir(parents=True, exist_ok=True)
     pixels = size * size
     top = int(0.2 * pixels)
-    frames, models = [], []
+    frames, entries = [], []
     for dataset in datasets:
         points = np.sort(rng.choice(10000, size=n_points, replace=False))
         labels = rng.permutation(np.arange(n_points) % 10)
         images = _digit_images(rng, n_heatmap_points, size)
-        for method in methods:
-            name = model_name(method, dataset, datasets)
+        named = models or [(model_name(m, dataset, datasets), m) for m in methods]
+        for name, method in named:
             counts = tuple(n_samples) if method in ("vi", "hmc") else (1,)
             correct = rng.random(n_points) < _ACCURACY[method]
             correct[:n_heatmap_points] = True
             if det_never_fails and method == "det":
                 correct[:] = True
             pred_clean = np.where(correct, labels, (labels + rng.integers(1, 10, n_points)) % 10)
-            models.append(_model_entry(name, method, dataset, counts, correct.mean(), rng))
+            entries.append(_model_entry(name, method, dataset, counts, correct.mean(), rng))
             for attack in attacks:
                 for n in counts:
                     if method in _FLIP:
@@ -143,24 +155,35 @@ def write_fake_run(run_dir, *, seed: int = 0, datasets=("mnist",),
                         _write_heatmaps(run, rng, name, method, attack, rule, layer, n_max,
                                         images, points[:n_heatmap_points])
     results = pd.concat(frames, ignore_index=True)
+    if ks:
+        results = pd.concat([results.assign(k=float(k), k_pixels=np.int64(kp))
+                             for k, kp, _ in ks], ignore_index=True)
     results.to_parquet(run / "results.parquet", index=False)
-    if "det" in methods:  # the compare stage's tables, as a run with compare.baseline writes
+    names = [n for n, _ in models] if models else [m for m in methods]
+    if baseline is not None and baseline in names:
+        # the compare stage's tables, as a run with compare.baseline writes them
         from bayeslrp import analysis
 
-        pairs = [(model_name(m, d, datasets), model_name("det", d, datasets))
-                 for d in datasets for m in methods if m != "det"]
-        diffs = analysis.differences(results, pairs)
+        pairs = {model_name(m, d, datasets) if not models else m:
+                 model_name(baseline, d, datasets) if not models else baseline
+                 for d in datasets for m in names if m != baseline}
+        diffs = analysis.paired_differences(results, pairs)
         diffs.to_parquet(run / "differences.parquet", index=False)
         analysis.mann_whitney_tests(diffs).to_parquet(run / "tests.parquet", index=False)
-    (run / "models.json").write_text(json.dumps(models, indent=2))
-    (run / "manifest.json").write_text(json.dumps(_manifest(seed, methods, attacks), indent=2))
+    (run / "models.json").write_text(json.dumps(entries, indent=2))
+    (run / "manifest.json").write_text(json.dumps(
+        _manifest(seed, [n for n, _ in models] if models else methods, attacks), indent=2))
     config = {"name": "fake", "seed": seed, "datasets": list(datasets),
-              "points": n_points, "models": {model_name(m, d, datasets): {"method": m,
-                                             "arch": ARCH, "dataset": d}
-                                             for d in datasets for m in methods},
+              "points": n_points,
+              "models": {name: {"method": m, "arch": ARCH, "dataset": d} for d in datasets
+                         for name, m in (models or [(model_name(m, d, datasets), m)
+                                                    for m in methods])},
               "attacks": {a: {"eps": 0.2} for a in attacks}, "rules": list(rules),
               "layers": list(LAYERS), "n_samples": list(n_samples), "k": 20,
               "note": "<script>alert('x')</script> & friends"}
+    if ks:
+        config["metrics"] = {"k": [float(k) for k, _, pixel in ks if not pixel],
+                             "k_pixels": [int(kp) for _, kp, pixel in ks if pixel]}
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False,
                                                     allow_unicode=True))
     return run

@@ -233,10 +233,12 @@ def test_drivers_table(run, results):
     from bayeslrp.report import difference_drivers_table, report_tables
     from bayeslrp.stats import mann_whitney, wilcoxon_signed_rank
 
-    table = difference_drivers_table(results, {"synthetic": 64})
+    diffs = pd.read_parquet(run.run_dir / "differences.parquet")
+    table = difference_drivers_table(results, {"synthetic": 64},
+                                     baselines=bl.analysis.baseline_map(diffs))
     for column in ("condition", "model", "attack", "attack_mode", "source_model", "n_samples",
-                   "median robustness", "median diff vs det", "wilcoxon p", "mann-whitney p",
-                   "share nnz < K"):
+                   "median robustness", "median diff vs baseline", "wilcoxon p",
+                   "mann-whitney p", "share nnz < K"):
         assert column in table.columns
     conditions = set(table["condition"])
     assert {"Det", "Bay1", "Bay3", "Own sample 1", "Bay3 on x̃(det)", "Det on x̃(vi)"} <= \
@@ -248,7 +250,7 @@ def test_drivers_table(run, results):
     bay = sel[(sel["model"] == "vi") & (sel["n_samples"] == 3)].set_index("point")
     det = sel[sel["model"] == "det"].set_index("point").loc[bay.index]
     assert row["median robustness"] == pytest.approx(bay["lrp_robustness"].median())
-    assert row["median diff vs det"] == pytest.approx(
+    assert row["median diff vs baseline"] == pytest.approx(
         (bay["lrp_robustness"] - det["lrp_robustness"]).median())
     w = wilcoxon_signed_rank(det["lrp_robustness"], bay["lrp_robustness"], "less")
     mw = mann_whitney(det["lrp_robustness"], bay["lrp_robustness"], "less")

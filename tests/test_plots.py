@@ -287,3 +287,88 @@ def test_own_sample_models_are_single_networks_in_figures():
     assert series_label("hmc", "hmc", 100) == "hmc (100 samples)"
     no_column = df.drop(columns="own_sample")
     assert mark_own_samples(no_column) is no_column
+
+
+# --------------------------------------------------------------------------- baselines, k
+
+
+OTHER = [("base_a", "det"), ("base_b", "det"), ("post", "vi")]
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    """Two deterministic models, neither named det, compared with a VI baseline."""
+    return write_fake_run(tmp_path_factory.mktemp("other") / "run", seed=11, models=OTHER,
+                          baseline="post", attacks=("fgsm",), rules=("epsilon", "gamma"),
+                          n_samples=(10, 50), n_points=20, n_heatmap_points=2)
+
+
+def test_figures_use_the_runs_explicit_baselines(other_run):
+    run = bl.plots.load_run(other_run)
+    assert run.baselines == {"base_a": "post", "base_b": "post"}
+    diffs = bl.plots.paired_differences(run.results)
+    assert set(diffs["baseline"]) == {"post"} and set(diffs["model"]) == {"base_a", "base_b"}
+    stored = run.differences
+    stored = stored[stored["k"] == 20]
+    np.testing.assert_array_equal(diffs["diff"].to_numpy(), stored["diff"].to_numpy())
+    files = bl.plots.make_all_figures(other_run)
+    stems = {f.stem for f in files}
+    assert {s.split("__")[0] for s in stems} == {"fig1_layer_heatmaps", "fig2_differences",
+                                                 "fig3_rule_boxplots", "fig4_scatter",
+                                                 "fig6_det_vs_bayes"}
+    assert {s for s in stems if s.startswith("fig6")} == {
+        "fig6_det_vs_bayes__post__base_a__fgsm", "fig6_det_vs_bayes__post__base_b__fgsm"}
+    fig = bl.plots.rule_boxplots(run.results)
+    assert "post" in fig._suptitle.get_text()
+
+
+def test_a_bare_table_needs_an_explicit_baseline_map(other_run):
+    bare = pd.read_parquet(other_run / "results.parquet")
+    with pytest.raises(BayesLRPError, match="no baseline map"):
+        bl.plots.paired_differences(bare)
+    diffs = bl.plots.paired_differences(bare, baselines={"base_a": "post"})
+    assert set(diffs["model"]) == {"base_a"}
+
+
+def test_without_comparisons_difference_figures_are_skipped(tmp_path):
+    path = write_fake_run(tmp_path / "run", baseline=None, attacks=("fgsm",),
+                          rules=("epsilon",), n_samples=(10,), n_points=15, n_heatmap_points=2)
+    assert not (path / "differences.parquet").exists()
+    files = bl.plots.make_all_figures(path)
+    assert {f.stem.split("__")[0] for f in files} == {"fig1_layer_heatmaps", "fig4_scatter"}
+    reasons = " ".join(s["reason"] for s in bl.plots.read_figure_index(path)["skipped"])
+    assert "no robustness differences" in reasons and "compare.baseline" in reasons
+    # an empty differences table (a compare stage without pairs) reads the same
+    empty = bl.analysis.paired_differences(pd.read_parquet(path / "results.parquet"), {})
+    empty.to_parquet(path / "differences.parquet")
+    assert bl.plots.load_run(path).baselines == {}
+    assert {f.stem.split("__")[0] for f in bl.plots.make_all_figures(path)} == {
+        "fig1_layer_heatmaps", "fig4_scatter"}
+
+
+PIXEL_K = 100 * 100 / 784  # metrics.k_pixels: [100] on 28×28 images
+
+
+def test_fractional_and_pixel_count_k_in_figures(tmp_path):
+    from bayeslrp.plots.frames import k_label, metric_k, topk_label
+
+    path = write_fake_run(tmp_path / "run", methods=("det", "hmc"), attacks=("fgsm",),
+                          rules=("epsilon",), n_samples=(10,), n_points=15, n_heatmap_points=2,
+                          ks=((12.5, 98, False), (PIXEL_K, 100, True)))
+    run = bl.plots.load_run(path)
+    df = run.results
+    assert run.k_percents == (12.5,) and df["k"].dtype == np.float64
+    assert metric_k(df) == 12.5 and str(metric_k(df)) == "12.5"
+    assert metric_k(df, PIXEL_K) == PIXEL_K
+    assert k_label(df, 12.5) == "top-12.5%" and k_label(df, PIXEL_K) == "Top-100"
+    # without the config: a k with more than three decimals came from a pixel count
+    assert topk_label(PIXEL_K, 100) == "Top-100" and topk_label(15.625, 10) == "top-15.625%"
+    assert topk_label(15.625, 10, percents=[20.0]) == "Top-10"
+    assert topk_label(20.0) == "top-20%"
+    fig = bl.plots.difference_distributions(df, k=PIXEL_K)
+    assert "Top-100" in fig._suptitle.get_text()
+    fig = bl.plots.robustness_scatter(df)
+    assert fig.get_axes()[0].get_ylabel() == "LRP robustness (top-12.5%)"
+    bl.plots.make_all_figures(path)
+    captions = " ".join(r["caption"] for r in bl.plots.read_figure_index(path)["figures"])
+    assert "top-12.5% pixels" in captions

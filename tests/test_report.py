@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats as st
@@ -58,7 +59,7 @@ def test_report_contains_every_table(report):
                     "spearman", "sparsity", "config", "manifest"):
         assert f'<section id="{section}">' in text
     # models.json: accuracy and HMC diagnostics; manifest: versions and timings.
-    assert "diag: acceptance" in text and "diag: step_size" in text
+    assert "diag: acceptance" in text and "diag: step_<wbr>size" in text  # wraps at _
     assert "torch 2.13.0" in text and "<td>train</td>" in text
     manifest = text[text.index('<section id="manifest">'):]
     assert manifest.count("<tr>") <= 30  # runs table + per-stage timings, not one row a task
@@ -183,3 +184,136 @@ def test_report_figures_load_in_headless_chromium(report, tmp_path):
     assert pixels.shape == (3000, 1200)
     # Not blank: text and figures leave plenty of non-white pixels.
     assert (pixels < 200).mean() > 0.01
+
+
+# --------------------------------------------------------------------------- baselines, k
+
+OTHER = [("base_a", "det"), ("base_b", "det"), ("post", "vi")]
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    """Two deterministic models, neither named det, compared with a VI baseline."""
+    return write_fake_run(tmp_path_factory.mktemp("other") / "run", seed=12, models=OTHER,
+                          baseline="post", attacks=("fgsm", "pgd"), rules=("epsilon",),
+                          n_samples=(10, 50), n_points=20, n_heatmap_points=2)
+
+
+def _printed_tests(out: str) -> list[str]:
+    section = out[out.index("Mann-Whitney tests"):]
+    return [line for line in section.splitlines() if " < " in line]
+
+
+def test_printed_tests_are_tests_parquet(other_run, capsys):
+    from bayeslrp.cli.run_cmd import _fmt, print_summary
+
+    tests = pd.read_parquet(other_run / "tests.parquet")
+    table = bl.report.summary_tables(other_run)["mann_whitney"]
+    assert len(table) == len(tests) > 0
+    key = ["attack", "layer", "test"]
+    want = tests.assign(test=[f"{b} < {m}" for b, m in zip(tests["baseline"], tests["model"])])
+    got = table.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True)
+    np.testing.assert_array_equal(got[["U", "p", "median difference", "n"]].to_numpy(float),
+                                  want[["u", "pvalue", "median_diff", "n_images"]]
+                                  .to_numpy(float))
+    assert list(got["stars"]) == list(want["stars"])
+    assert set(table["comparison"]) == {"Det−Bay"}
+    print_summary(other_run)
+    lines = _printed_tests(capsys.readouterr().out)
+    assert len(lines) == len(tests)
+    for line, (_, row) in zip(lines, table.iterrows()):  # printed in the table's order
+        cells = [c.strip() for c in line.split("│")]
+        assert row["test"] in cells and _fmt(float(row["p"])) in cells
+        assert row["stars"] in cells and _fmt(float(row["U"])) in cells
+
+
+def test_report_with_a_bayesian_baseline(other_run):
+    text = bl.report.write_report(other_run).read_text(encoding="utf-8")
+    assert text.index('<section id="headline">') < text.index('<section id="overview">')
+    headline = text[text.index('<section id="headline">'):text.index('<section id="overview">')]
+    assert "Det−Bay: base_a − post" in headline and "Det−Bay: base_b − post" in headline
+    assert "baseline test accuracy" in headline
+    assert "Fig. 6 — base_a vs post heatmaps under fgsm" in text
+    tables = bl.report.report_tables(other_run)
+    drivers = tables["drivers"]
+    assert set(drivers["baseline"]) == {"post"}
+    row = drivers[(drivers["model"] == "base_a") & (drivers["attack"] == "pgd")
+                  & (drivers["layer"] == 3)].iloc[0]
+    df = bl.plots.load_run(other_run).results
+    pick = (df.attack == "pgd") & (df.layer == 3)
+    post = df[pick & (df.model == "post") & (df.n_samples == 50)].set_index("point")
+    mine = df[pick & (df.model == "base_a")].set_index("point")
+    assert row["median diff vs baseline"] == pytest.approx(
+        float(np.median(mine.lrp_robustness - post.lrp_robustness.loc[mine.index])))
+
+
+def test_headline_cells_are_the_tests_at_the_largest_sample_count(report):
+    path, _, _ = report
+    run = bl.plots.load_run(path)
+    head = bl.report.headline.headline_table(run.tests, run.results, run.models)
+    row = head[(head["attack"] == "pgd") & (head["rule"] == "gamma")
+               & head["comparison"].str.startswith("Bay−Det: hmc − det")].iloc[0]
+    assert row["comparison"].endswith("(100 samples)")
+    t = run.tests
+    t = t[(t["test"] == "baseline<model") & (t["model"] == "hmc") & (t["n_samples"] == 100)
+          & (t["attack"] == "pgd") & (t["rule"] == "gamma") & (t["layer"] == 3)].iloc[0]
+    assert row["layer 3"] == f"{t['median_diff']:+.3f} {t['stars']}"
+    acc = {m["name"]: m["test_accuracy"] for m in run.models}
+    assert row["test accuracy"] == f"{acc['hmc']:.4f}"
+    assert row["baseline test accuracy"] == f"{acc['det']:.4f}"
+    assert set(head["comparison"].str.split(":").str[0]) == {"Adv−Det", "Bay−Det"}
+
+
+def test_report_without_comparisons(tmp_path, capsys):
+    from bayeslrp.cli.run_cmd import print_summary
+
+    path = write_fake_run(tmp_path / "run", baseline=None, attacks=("fgsm",),
+                          rules=("epsilon",), n_samples=(10,), n_points=15, n_heatmap_points=2)
+    text = bl.report.write_report(path).read_text(encoding="utf-8")
+    assert "No comparisons: the config has no compare.baseline" in text
+    assert bl.report.summary_tables(path)["mann_whitney"].empty
+    drivers = bl.report.report_tables(path)["drivers"]
+    assert drivers["median diff vs baseline"].isna().all()
+    print_summary(path)
+    assert "Mann-Whitney tests (one-sided, tests.parquet): nothing to show" in \
+        capsys.readouterr().out
+
+
+def test_tables_with_fractional_and_pixel_count_k(tmp_path):
+    k_pixel = 100 * 100 / 784
+    path = write_fake_run(tmp_path / "run", methods=("det", "hmc"), attacks=("fgsm",),
+                          rules=("epsilon",), n_samples=(10,), n_points=15, n_heatmap_points=2,
+                          ks=((12.5, 98, False), (k_pixel, 100, True)))
+    run = bl.plots.load_run(path)
+    df = run.results
+    med = bl.report.median_robustness_table(df, k=k_pixel)
+    assert set(med["k"]) == {"Top-100"}
+    assert set(bl.report.median_robustness_table(df)["k"]) == {"top-12.5%"}
+    nnz = bl.report.nnz_table(df, {"mnist": 784})
+    assert dict(zip(nnz["k"], nnz["K"])) == {"top-12.5%": 98, "Top-100": 100}
+    row = nnz[(nnz["k"] == "Top-100") & (nnz["model"] == "det") & (nnz["layer"] == 1)].iloc[0]
+    sel = df[(df.model == "det") & (df.layer == 1) & (df.k == k_pixel)]
+    assert row["share nnz < K"] == pytest.approx((sel.nnz < 100).mean())
+    mw = bl.report.summary_tables(path)["mann_whitney"]
+    assert set(mw["k"]) == {"top-12.5%", "Top-100"} and len(mw) == len(run.tests)
+    text = bl.report.write_report(path).read_text(encoding="utf-8")
+    assert "top-12.5%" in text and "Top-100" in text
+
+
+def test_manifest_tables_are_short():
+    from bayeslrp.report.manifest_tables import MAX_RUNS, runs_table, stage_timings_table
+
+    stages = [{"label": f"explain[{i}]", "stage": "explain", "computed": i % 3 != 0,
+               "seconds": 0.5} for i in range(60)]
+    run = {"run": 0, "status": "finished", "started": "2026-12-02T09:25:06+00:00",
+           "finished": "2026-12-02T09:25:26+00:00", "stages": stages,
+           "packages": {"bayeslrp": "0.1.0"}, "machine": {"cpu_count": 2}}
+    manifest = {"runs": [dict(run, run=i) for i in range(25)]}
+    runs = runs_table(manifest)
+    assert len(runs) == MAX_RUNS and list(runs["run"]) == list(range(15, 25))
+    assert runs["time"].iloc[0] == "2026-12-02 09:25:06 – 09:25:26 UTC"
+    timings = stage_timings_table(manifest)
+    assert list(timings["stage"]) == ["explain", "total"]
+    assert timings.iloc[0][["computed", "reused"]].tolist() == [40, 20]
+    assert timings.iloc[0]["seconds"] == pytest.approx(30.0)

@@ -1,13 +1,22 @@
-"""The analysis layer: results-table comparisons used by the compare stage, the figures, the
-report and the CLI summary alike.
+"""The analysis layer (``bl.analysis``): results-table comparisons used by the compare stage,
+the figures, the report and the CLI summary alike.
 
-* :func:`differences` — per-image ``model − baseline`` robustness against explicit pairs;
+* :func:`paired_differences` — per-image ``model − baseline`` robustness against an explicit
+  baseline map;
 * :func:`mann_whitney_tests` — one-sided tests with stars (``baseline<model``, ``adv<bayes``);
 * :func:`spearman_table` — ρ of LRP vs softmax robustness per model, layer, attack;
-* :func:`baseline_map` — a run's ``{model: baseline}`` (from the config's ``compare.baseline``).
+* :func:`baseline_map` — a run's ``{model: baseline}`` (from the config's ``compare.baseline``,
+  as recorded in ``differences.parquet``);
+* :data:`RESULT_COLUMNS`, :data:`TABLE_ORDER` … — the run-directory tables' columns and order.
 """
-from bayeslrp.analysis.comparisons import (GROUP, RESULT_COLUMNS, RESULT_ORDER, baseline_map,
-                                           differences, mann_whitney_tests, spearman_table)
+from bayeslrp.analysis.comparisons import (DIFFERENCE_COLUMNS, DIFFERENCES_FILE, GROUP,
+                                           RESULT_COLUMNS, RESULT_ORDER, RESULTS_FILE,
+                                           SPEARMAN_COLUMNS, SPEARMAN_FILE, TABLE_ORDER,
+                                           TEST_COLUMNS, TESTS_FILE, baseline_map, differences,
+                                           mann_whitney_tests, paired_differences,
+                                           spearman_table)
 
-__all__ = ["GROUP", "RESULT_COLUMNS", "RESULT_ORDER", "baseline_map", "differences",
-           "mann_whitney_tests", "spearman_table"]
+__all__ = ["DIFFERENCE_COLUMNS", "DIFFERENCES_FILE", "GROUP", "RESULTS_FILE", "RESULT_COLUMNS",
+           "RESULT_ORDER", "SPEARMAN_COLUMNS", "SPEARMAN_FILE", "TABLE_ORDER", "TESTS_FILE",
+           "TEST_COLUMNS", "baseline_map", "differences", "mann_whitney_tests",
+           "paired_differences", "spearman_table"]

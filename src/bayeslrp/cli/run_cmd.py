@@ -63,7 +63,8 @@ def _print_table(console, title: str, df, columns: list[str] | None = None) -> N
 
 
 def print_summary(run_dir: Path) -> None:
-    """Accuracies, attack success, median robustness per layer and p-values of a run."""
+    """Accuracies, attack success, median robustness per layer and the Mann-Whitney tests
+    of a run (the rows of its ``tests.parquet``, via :func:`bayeslrp.report.summary_tables`)."""
     from rich.console import Console
 
     from .. import report
@@ -82,9 +83,12 @@ def print_summary(run_dir: Path) -> None:
                  ["attack", "rule", "model", "n_samples", "k"]
                  + [c for c in robust.columns if str(c).startswith("layer ")]
                  + ["softmax robustness"])
-    _print_table(console, "Mann-Whitney tests (one-sided)", tables["mann_whitney"],
-                 ["attack", "rule", "layer", "comparison", "test", "median difference", "p",
-                  "stars"])
+    tests = tables["mann_whitney"]  # every row of tests.parquet, nothing recomputed
+    varying = [c for c in ("dataset", "arch", "k") if c in tests and tests[c].nunique() > 1]
+    _print_table(console, "Mann-Whitney tests (one-sided, tests.parquet)", tests,
+                 [c for c in ("dataset", "arch") if c in varying] + ["attack", "rule", "layer"]
+                 + (["k"] if "k" in varying else [])
+                 + ["comparison", "test", "median difference", "n", "U", "p", "stars"])
 
 
 def _finish(run_dir: Path, started: float, computed: int, reused: int) -> None:

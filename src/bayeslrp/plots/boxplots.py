@@ -15,9 +15,8 @@ from bayeslrp.errors import BayesLRPError
 from bayeslrp.stats import mann_whitney, stars
 
 from .distributions import single_value
-from .frames import (BAYESIAN, RULE_TITLES, Percent, dataset_rank, ordered_rules,
-                     paired_differences,
-                     select, series_order)
+from .frames import (BAYESIAN, RULE_TITLES, dataset_rank, k_label, ordered_rules,
+                     paired_differences, select, series_order)
 from .style import new_figure, series_colors, styled
 
 __all__ = ["box_series", "rule_boxplots"]
@@ -43,8 +42,9 @@ def _short(model: str, method: str, n: int) -> str:
 
 @styled
 def rule_boxplots(df: pd.DataFrame, attack: str | None = None, layer: int | None = None,
-                  n_samples: int | None = None, k: int | None = None):
-    """Fig. 3: LRP-robustness differences to the deterministic baseline, rules × datasets.
+                  n_samples: int | None = None, k: float | None = None,
+                  baselines: dict[str, str] | None = None):
+    """Fig. 3: LRP-robustness differences to the run's baselines, rules × datasets.
 
     Parameters
     ----------
@@ -56,8 +56,10 @@ def rule_boxplots(df: pd.DataFrame, attack: str | None = None, layer: int | None
         Layer index; default the last learnable layer of each dataset/architecture row.
     n_samples : int, optional
         Posterior samples of the Bayesian models; default the largest available.
-    k : int, optional
+    k : float, optional
         Top-k percentage (default 20 when present).
+    baselines : dict of str to str, optional
+        ``{model: baseline}``; default the run's (:func:`~bayeslrp.plots.frames.run_baselines`).
 
     Returns
     -------
@@ -67,10 +69,10 @@ def rule_boxplots(df: pd.DataFrame, attack: str | None = None, layer: int | None
     """
     attack = single_value(df, "attack", attack, "attack")
     part = select(df, attack=attack)
-    diffs = paired_differences(part, k)
+    diffs = paired_differences(part, k, baselines)
     if diffs.empty:
-        raise BayesLRPError(f"no robustness differences for attack {attack}: the run needs a "
-                            f"deterministic model and another model")
+        raise BayesLRPError(f"no robustness differences for attack {attack}: the run compares "
+                            f"no model with a baseline (compare.baseline)")
     groups = sorted({(str(d), str(a)) for d, a in zip(diffs["dataset"], diffs["arch"])},
                     key=lambda g: (dataset_rank(g[0]), g[1]))
     rules = ordered_rules(diffs["rule"].unique())
@@ -92,15 +94,17 @@ def rule_boxplots(df: pd.DataFrame, attack: str | None = None, layer: int | None
             if c == 0:
                 ax.set_ylabel(f"{dataset} · {arch} · layer {row_layer}\n"
                               f"LRP robustness − {group['baseline'].iloc[0]}")
-    base = ", ".join(sorted(diffs["baseline"].unique()))
-    # wrapped to the figure's width: a long one-line title is clipped on both sides
-    width_chars = max(40, int(fig.get_figwidth() * 14))
-    title = (f"{attack}: LRP robustness differences to {base} "
-             f"(top-{Percent(diffs['k'].iloc[0])}%). Stars above a box: one-sided Mann-Whitney "
-             f"U, {base} lower than the model; on a bracket: adversarially trained lower than "
-             f"Bayesian")
-    fig.suptitle(textwrap.fill(title, width_chars), fontsize=8.5)
+    fig.suptitle(_title(fig, attack, diffs, k_label(part, diffs["k"].iloc[0])), fontsize=8.5)
     return fig
+
+
+def _title(fig, attack: str, diffs: pd.DataFrame, label: str) -> str:
+    """The title, wrapped to the figure's width (one long line is clipped on both sides)."""
+    base = ", ".join(sorted(diffs["baseline"].unique()))
+    title = (f"{attack}: LRP robustness differences to {base} ({label}). Stars above a box: "
+             f"one-sided Mann-Whitney U, {base} lower than the model; on a bracket: "
+             f"adversarially trained lower than Bayesian")
+    return textwrap.fill(title, max(40, int(fig.get_figwidth() * 14)))
 
 
 def _panel(ax, panel: pd.DataFrame, series: list[tuple[str, str, int]], colors,

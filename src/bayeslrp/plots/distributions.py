@@ -6,7 +6,7 @@ import pandas as pd
 
 from bayeslrp.errors import BayesLRPError
 
-from .frames import RULE_TITLES, paired_differences, pick_rule, select, series_order
+from .frames import RULE_TITLES, k_label, paired_differences, pick_rule, select, series_order
 from .style import new_figure, series_colors, styled
 
 __all__ = ["difference_distributions", "single_value"]
@@ -29,8 +29,9 @@ def single_value(df: pd.DataFrame, column: str, value, what: str):
 @styled
 def difference_distributions(df: pd.DataFrame, dataset: str | None = None,
                              arch: str | None = None, attack: str | None = None,
-                             rule: str | None = None, k: int | None = None):
-    """Fig. 2: histograms of ``model − det`` LRP-robustness differences per learnable layer.
+                             rule: str | None = None, k: float | None = None,
+                             baselines: dict[str, str] | None = None):
+    """Fig. 2: histograms of ``model − baseline`` LRP-robustness differences per layer.
 
     Parameters
     ----------
@@ -40,8 +41,10 @@ def difference_distributions(df: pd.DataFrame, dataset: str | None = None,
         The slice to draw; each may be omitted when the table holds only one value.
     rule : str, optional
         LRP rule (default ε, else the first present).
-    k : int, optional
+    k : float, optional
         Top-k percentage (default 20 when present).
+    baselines : dict of str to str, optional
+        ``{model: baseline}``; default the run's (:func:`~bayeslrp.plots.frames.run_baselines`).
 
     Returns
     -------
@@ -55,10 +58,10 @@ def difference_distributions(df: pd.DataFrame, dataset: str | None = None,
     part = select(df, dataset=dataset, arch=arch)
     attack = single_value(part, "attack", attack, "attack")
     rule = pick_rule(part, rule)
-    diffs = select(paired_differences(part, k), attack=attack, rule=rule)
+    diffs = select(paired_differences(part, k, baselines), attack=attack, rule=rule)
     if diffs.empty:
         raise BayesLRPError(f"no robustness differences for {dataset}/{arch}/{attack}/{rule}: "
-                            f"the run needs a deterministic model and another model")
+                            f"the run compares no model with a baseline (compare.baseline)")
     layers = sorted(int(v) for v in part["layer"].unique())
     series = series_order(diffs)
     colors = series_colors(series)
@@ -67,32 +70,37 @@ def difference_distributions(df: pd.DataFrame, dataset: str | None = None,
     fig = new_figure(8.6, 1.75 * len(layers) + 0.7)
     axes = fig.subplots(len(layers), 1, squeeze=False, sharex=True)[:, 0]
     for ax, layer in zip(axes, layers):
-        at_layer = diffs[diffs["layer"] == layer]
-        for model, method, n in series:
-            rows = select(at_layer, model=model, n_samples=n)
-            values = rows["diff"].to_numpy()
-            values = values[~np.isnan(values)]
-            if values.size == 0:
-                continue
-            weights = np.full(values.size, 1.0 / values.size)
-            color = colors[(model, method, n)]
-            median = float(np.median(values))
-            count = "" if values.size == n_images else f", n={values.size}"
-            ax.hist(values, bins=_BINS, weights=weights, histtype="stepfilled", alpha=0.12,
-                    color=color)
-            ax.hist(values, bins=_BINS, weights=weights, histtype="step", linewidth=1.4,
-                    color=color, label=f"{rows['series'].iloc[0]} − {baseline}: "
-                                       f"median {median:+.2f}{count}")
-            ax.axvline(median, color=color, linestyle=":", linewidth=1.2)
-        ax.axvline(0.0, color="black", linestyle="--", linewidth=0.9)
-        ax.set_xlim(-1, 1)
+        _layer_panel(ax, diffs[diffs["layer"] == layer], series, colors, baseline, n_images)
         ax.set_ylabel(f"layer {layer}\nshare of images")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-        else:
-            ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")
     axes[-1].set_xlabel(f"LRP robustness difference (model − {baseline}); dotted lines: "
                         f"medians")
     fig.suptitle(f"{dataset} · {arch} · {attack} · {RULE_TITLES.get(rule, rule)} · "
-                 f"top-{int(diffs['k'].iloc[0])}% · {n_images} images")
+                 f"{k_label(part, diffs['k'].iloc[0])} · {n_images} images")
     return fig
+
+
+def _layer_panel(ax, at_layer: pd.DataFrame, series, colors, baseline: str,
+                 n_images: int) -> None:
+    """One layer's histograms: a step histogram and a dotted median line per series."""
+    for model, method, n in series:
+        rows = select(at_layer, model=model, n_samples=n)
+        values = rows["diff"].to_numpy()
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            continue
+        weights = np.full(values.size, 1.0 / values.size)
+        color = colors[(model, method, n)]
+        median = float(np.median(values))
+        count = "" if values.size == n_images else f", n={values.size}"
+        ax.hist(values, bins=_BINS, weights=weights, histtype="stepfilled", alpha=0.12,
+                color=color)
+        ax.hist(values, bins=_BINS, weights=weights, histtype="step", linewidth=1.4,
+                color=color, label=f"{rows['series'].iloc[0]} − {baseline}: "
+                                   f"median {median:+.2f}{count}")
+        ax.axvline(median, color=color, linestyle=":", linewidth=1.2)
+    ax.axvline(0.0, color="black", linestyle="--", linewidth=0.9)
+    ax.set_xlim(-1, 1)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")

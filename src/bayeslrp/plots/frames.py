@@ -1,23 +1,27 @@
 """Data-frame transforms shared by the figures and the report.
 
 * :func:`metric_k` / :func:`select` — pick one slice of the results table;
-* :func:`paired_differences` — per-image robustness differences against the deterministic
-  baseline of the same dataset and architecture (SPEC §6: ``Bay − Det``, ``Adv − Det``);
+* :func:`run_baselines` / :func:`paired_differences` — per-image robustness differences
+  against the run's explicit baselines (the config's ``compare.baseline``, SPEC §6:
+  ``Bay − Det``, ``Adv − Det``), computed by :mod:`bayeslrp.analysis`;
+* :func:`topk_label` / :func:`k_label` — ``top-20%`` or ``Top-100`` (a pixel count);
 * :func:`series_label` — the name of one model at one sample count in legends and tables;
 * :func:`mark_own_samples` — own-attack posterior samples are single networks in figures.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from bayeslrp.errors import BayesLRPError
 
-__all__ = ["BAYESIAN", "JOIN_KEYS", "OWN_SAMPLE", "RULE_ORDER", "RULE_TITLES", "baseline_models",
-           "dataset_rank", "mark_own_samples", "metric_k", "ordered_rules", "paired_differences",
-           "pick_rule", "select", "series_label", "series_order"]
+__all__ = ["BAYESIAN", "JOIN_KEYS", "OWN_SAMPLE", "Percent", "RULE_ORDER", "RULE_TITLES",
+           "dataset_rank", "det_bayes_pairs", "k_label", "mark_own_samples", "metric_k",
+           "ordered_rules", "paired_differences", "pick_rule", "run_baselines", "select",
+           "series_label", "series_order", "topk_label"]
 
 log = logging.getLogger("bayeslrp.plots")
 
@@ -124,50 +128,43 @@ def series_order(frame: pd.DataFrame) -> list[tuple[str, str, int]]:
                   key=lambda t: (_METHOD_ORDER.get(t[1], 9), t[0], t[2]))
 
 
-def baseline_models(df: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """The baseline model of every ``(dataset, arch)``.
+def run_baselines(df: pd.DataFrame,
+                  baselines: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The explicit ``{model: baseline}`` map of a run (the one baseline rule).
 
-    A table read from a run directory (:func:`bayeslrp.plots.load_run`) carries the run's
-    baselines — the config's ``compare.baseline``, as ``df.attrs["baselines"]`` — and those are
-    used, whatever their method or name. A bare table without them falls back to its only
-    deterministic model per dataset and architecture (or the one named ``det``).
+    ``baselines`` when given; else the map a table read by :func:`bayeslrp.plots.load_run`
+    carries (``df.attrs["baselines"]``, from the run's ``differences.parquet``, i.e. the
+    config's ``compare.baseline``; empty when the run compares nothing).
 
     Raises
     ------
     BayesLRPError
-        A bare table with several deterministic models per dataset/arch, none named ``det``.
+        For a bare table without a map: no rule guesses a baseline from model names.
     """
-    if "baselines" in df.attrs:
-        chosen = set(df.attrs["baselines"].values())
-        rows = df.loc[df["model"].isin(chosen), ["dataset", "arch", "model"]].drop_duplicates()
-        return {(str(d), str(a)): str(m) for d, a, m in rows.itertuples(index=False)}
-    out: dict[tuple[str, str], str] = {}
-    dets = df.loc[df["method"] == "det", ["dataset", "arch", "model"]].drop_duplicates()
-    for (dataset, arch), group in dets.groupby(["dataset", "arch"], sort=True):
-        names = sorted(group["model"].unique())
-        if len(names) > 1:
-            if "det" not in names:
-                raise BayesLRPError(
-                    f"{dataset}/{arch} has several deterministic models ({', '.join(names)}) and "
-                    f"none is named 'det'; name the baseline 'det' in the config")
-            names = ["det"]
-        out[(str(dataset), str(arch))] = names[0]
-    return out
+    if baselines is not None:
+        return {str(m): str(b) for m, b in dict(baselines).items()}
+    if "baselines" not in df.attrs:
+        raise BayesLRPError("the results table carries no baseline map: read it with "
+                            "bl.plots.load_run(RUN_DIR) or pass baselines="
+                            "bl.analysis.baseline_map(differences)")
+    return {str(m): str(b) for m, b in dict(df.attrs["baselines"]).items()}
 
 
-def paired_differences(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
-    """Per-image LRP-robustness differences of every non-baseline model against the baseline.
+def paired_differences(df: pd.DataFrame, k: float | None = None,
+                       baselines: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per-image LRP-robustness differences of every compared model against its baseline.
 
-    Rows of each adversarially trained or Bayesian model are joined with the rows of the
-    deterministic model of the same dataset and architecture on :data:`JOIN_KEYS` (same image,
-    attack, rule, layer and k).
+    The numbers are :func:`bayeslrp.analysis.paired_differences` (those of the run's
+    ``differences.parquet``) at one k, with the figure columns added.
 
     Parameters
     ----------
     df : pandas.DataFrame
         Results table.
-    k : int, optional
+    k : float, optional
         Top-k percentage; see :func:`metric_k`.
+    baselines : mapping of str to str, optional
+        ``{model: baseline}``; default the run's map (:func:`run_baselines`).
 
     Returns
     -------
@@ -176,33 +173,81 @@ def paired_differences(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
         robustness, baseline_robustness, diff, softmax_robustness, series``; empty (with
         these columns) when there is nothing to compare.
     """
+    from bayeslrp import analysis
+
     columns = JOIN_KEYS + ["model", "method", "n_samples", "attack_mode", "baseline",
                            "robustness", "baseline_robustness", "diff", "softmax_robustness",
                            "series"]
+    mapping = run_baselines(df, baselines)
     kk = metric_k(df, k)
-    if kk is None:
+    if kk is None or not mapping:
         return pd.DataFrame(columns=columns)
     df = df[df["k"] == kk]
-    frames = []
-    for (dataset, arch), base in baseline_models(df).items():
-        group = df[(df["dataset"] == dataset) & (df["arch"] == arch)]
-        base_rows = group.loc[group["model"] == base, JOIN_KEYS + ["lrp_robustness"]]
-        base_rows = base_rows.drop_duplicates(JOIN_KEYS).rename(
-            columns={"lrp_robustness": "baseline_robustness"})
-        others = group[group["model"] != base]
-        if others.empty or base_rows.empty:
-            continue
-        joined = others.merge(base_rows, on=JOIN_KEYS, how="inner")
-        dropped = len(others) - len(joined)
-        if dropped:
-            log.warning("%d rows of %s/%s have no matching %s row and are left out of the "
-                        "differences", dropped, dataset, arch, base)
-        joined = joined.assign(baseline=base, robustness=joined["lrp_robustness"],
-                               diff=joined["lrp_robustness"] - joined["baseline_robustness"])
-        frames.append(joined)
-    if not frames:
+    out = analysis.paired_differences(df, mapping)
+    dropped = int(df["model"].isin(list(mapping)).sum()) - len(out)
+    if dropped > 0:
+        log.warning("%d rows have no matching baseline row and are left out of the "
+                    "differences", dropped)
+    if out.empty:
         return pd.DataFrame(columns=columns)
-    out = pd.concat(frames, ignore_index=True)
+    out = out.assign(robustness=out["lrp_robustness"])
     out["series"] = [series_label(m, meth, n) for m, meth, n in
                      zip(out["model"], out["method"], out["n_samples"])]
-    return out[columns]
+    return out[columns].reset_index(drop=True)
+
+
+def det_bayes_pairs(df: pd.DataFrame,
+                    baselines: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(single network, Bayesian model)`` pairs of the run's comparisons, for Fig. 6.
+
+    Every compared pair (model, baseline) of which exactly one is a posterior (``vi``,
+    ``hmc``; own-attack samples are single networks), with the single network first, sorted.
+    """
+    mapping = run_baselines(df, baselines)
+    methods = dict(zip(df["model"], df["method"]))
+    pairs = set()
+    for model, base in mapping.items():
+        a, b = methods.get(model), methods.get(base)
+        if a is None or b is None or (a in BAYESIAN) == (b in BAYESIAN):
+            continue
+        pairs.add((base, model) if a in BAYESIAN else (model, base))
+    return sorted(pairs)
+
+
+def _short_decimal(k: float) -> bool:
+    return round(float(k), 3) == float(k)
+
+
+def topk_label(k: float, k_pixels: int | None = None,
+               percents: Iterable[float] | None = None) -> str:
+    """Label of a top-k selection: ``"top-20%"``, ``"top-12.5%"``, or ``"Top-100"`` for a
+    pixel count (``metrics.k_pixels``).
+
+    Parameters
+    ----------
+    k : float
+        The results' ``k`` (a percentage; ``100·K/P`` for a pixel count).
+    k_pixels : int, optional
+        ``K``, the pixels selected (the results' ``k_pixels``; absent in older run dirs).
+    percents : iterable of float, optional
+        The config's ``metrics.k``: a ``k`` not among them came from a pixel count. Unknown
+        (``None``): a ``k`` with more than three decimals is taken for a pixel count.
+    """
+    if k_pixels is not None:
+        pixel = (float(k) not in {float(p) for p in percents} if percents is not None
+                 else not _short_decimal(k))
+        if pixel:
+            return f"Top-{int(k_pixels)}"
+    return f"top-{Percent(k)}%"
+
+
+def k_label(df: pd.DataFrame, k: float | None) -> str:
+    """:func:`topk_label` of the rows of ``df`` at ``k`` (``"–"`` for ``None``); the config's
+    percentages from ``df.attrs["k_percents"]`` (set by :func:`bayeslrp.plots.load_run`)."""
+    if k is None:
+        return "–"
+    k_pixels = None
+    if "k_pixels" in df.columns:
+        counts = df.loc[df["k"] == float(k), "k_pixels"].unique()
+        k_pixels = int(counts[0]) if len(counts) == 1 else None
+    return topk_label(k, k_pixels, df.attrs.get("k_percents"))

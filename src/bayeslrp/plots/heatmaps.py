@@ -15,7 +15,7 @@ import torch
 from bayeslrp.errors import BayesLRPError
 from bayeslrp.metrics import topk_mask
 
-from .frames import RULE_TITLES, metric_k, select, series_label
+from .frames import RULE_TITLES, k_label, metric_k, select, series_label
 from .rundir import HeatmapSet
 from .style import HEATMAP_CMAP, new_figure, styled
 
@@ -134,7 +134,7 @@ def layer_heatmaps(maps: Sequence[HeatmapSet], point: int | None = None,
 
 
 def _outcome(df: pd.DataFrame, model: str, attack: str, rule: str, layer: int,
-             n_samples: int, k: int | None) -> pd.DataFrame:
+             n_samples: int, k: float | None) -> pd.DataFrame:
     rows = select(df, model=model, attack=attack, rule=rule, layer=layer, n_samples=n_samples,
                   k=k)
     rows = rows.drop_duplicates("point").set_index("point")
@@ -143,7 +143,7 @@ def _outcome(df: pd.DataFrame, model: str, attack: str, rule: str, layer: int,
 
 
 def showcase_point(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
-                   k: int | None = None) -> tuple[int, str]:
+                   k: float | None = None) -> tuple[int, str]:
     """Choose the image of Fig. 6 among the points saved for both models.
 
     The first saved point (by test index) on which the attack failed (still correctly
@@ -176,6 +176,22 @@ def showcase_point(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
     best = max(common, key=lambda p: (det.at[p, "softmax_robustness"], -p))
     return best, (f"the attack failed on no saved point of {dk.model}; showing the point "
                   f"with its highest softmax robustness instead")
+
+
+def _row_title(df: pd.DataFrame, key, kk, point: int) -> str:
+    """A Fig. 6 row's title: the attack's outcome and both robustness values of the point."""
+    rows = select(df, model=key.model, attack=key.attack, rule=key.rule, layer=key.layer,
+                  n_samples=key.n_samples, k=kk, point=point)
+    method = str(rows["method"].iloc[0]) if len(rows) else ""
+    name = series_label(key.model, method, key.n_samples)
+    if rows.empty:
+        return f"{name}: no results row for point {point}"
+    r = rows.iloc[0]
+    outcome = "failed" if r["pred_adv"] == r["label"] == r["pred_clean"] else (
+        "succeeded" if r["success"] else "n/a (misclassified before it)")
+    return (f"{name} — attack {outcome}, prediction {int(r['pred_clean'])} → "
+            f"{int(r['pred_adv'])}\nLRP robustness {r['lrp_robustness']:.2f} "
+            f"({k_label(df, kk)}) · softmax robustness {r['softmax_robustness']:.2f}")
 
 
 @styled
@@ -216,20 +232,7 @@ def det_vs_bayes_heatmaps(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: Heat
     image = None
     for subfig, hm in zip(subfigs, (det_maps, bay_maps)):
         key = hm.key
-        rows = select(df, model=key.model, attack=key.attack, rule=key.rule, layer=key.layer,
-                      n_samples=key.n_samples, k=kk, point=point)
-        method = str(rows["method"].iloc[0]) if len(rows) else ""
-        name = series_label(key.model, method, key.n_samples)
-        if len(rows):
-            r = rows.iloc[0]
-            outcome = "failed" if r["pred_adv"] == r["label"] == r["pred_clean"] else (
-                "succeeded" if r["success"] else "n/a (misclassified before it)")
-            subfig.suptitle(f"{name} — attack {outcome}, prediction {int(r['pred_clean'])} → "
-                            f"{int(r['pred_adv'])}\nLRP robustness {r['lrp_robustness']:.2f} "
-                            f"(top-{kk}%) · softmax robustness {r['softmax_robustness']:.2f}",
-                            fontsize=9)
-        else:
-            subfig.suptitle(f"{name}: no results row for point {point}", fontsize=9)
+        subfig.suptitle(_row_title(df, key, kk, point), fontsize=9)
         axes = subfig.subplots(1, 4)
         j = hm.index_of(point)
         _show_image(axes[0], hm.x[j])

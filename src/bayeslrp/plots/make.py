@@ -1,8 +1,10 @@
 """Draw every figure a run directory supports: ``make_all_figures(run_dir)``.
 
 Which figures are drawn follows from what the run holds. A figure whose inputs are absent
-(no Bayesian model, no saved heatmaps, no deterministic baseline …) is skipped with a logged
-reason, also recorded in ``figures/figures.json`` next to the caption of every drawn figure.
+(no Bayesian model, no saved heatmaps, no comparisons — the config has no
+``compare.baseline`` …) is skipped with a logged reason, also recorded in
+``figures/figures.json`` next to the caption of every drawn figure. Differences are always
+against the run's baselines (``differences.parquet``, :func:`bayeslrp.analysis.baseline_map`).
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from bayeslrp.fileio import atomic_write_json
 
 from .boxplots import rule_boxplots
 from .distributions import difference_distributions
-from .frames import (BAYESIAN, RULE_TITLES, Percent, baseline_models, mark_own_samples, metric_k,
-                     paired_differences, pick_rule, select)
+from .frames import (BAYESIAN, RULE_TITLES, det_bayes_pairs, k_label, mark_own_samples,
+                     metric_k, paired_differences, pick_rule, select)
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
 from .rundir import RunData, load_run
 from .scatter import robustness_scatter
@@ -103,69 +105,67 @@ def _plan_layer_heatmaps(run: RunData, skipped: list[dict]) -> list[_Plan]:
 
 def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
     df = run.results
-    bayes = df.loc[df["method"].isin(BAYESIAN), ["model", "dataset", "arch"]].drop_duplicates()
-    if bayes.empty:
+    if not df["method"].isin(BAYESIAN).any():
         skipped.append({"figure": "fig6", "reason": "the run has no Bayesian model"})
         return []
-    try:
-        baselines = baseline_models(df)
-    except BayesLRPError as exc:
-        skipped.append({"figure": "fig6", "reason": str(exc)})
+    pairs = det_bayes_pairs(df, run.baselines)
+    if not pairs:
+        skipped.append({"figure": "fig6", "reason": "no Bayesian model is compared with a "
+                        "single network (compare.baseline)"})
         return []
     plans = []
-    for model, dataset, arch in bayes.itertuples(index=False):
-        det = baselines.get((dataset, arch))
-        if det is None or det == model:
-            skipped.append({"figure": f"fig6 {model}",
-                            "reason": f"no deterministic model for {dataset}/{arch}"})
-            continue
+    for det, model in pairs:
         rule = pick_rule(select(df, model=model), None)
         for attack in _attacks(select(df, model=model)):
-            bay_keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
-            det_keys = run.heatmap_keys(model=det, attack=attack, rule=rule)
-            layers = sorted({k.layer for k in bay_keys} & {k.layer for k in det_keys})
-            if not layers:
-                skipped.append({"figure": f"fig6 {model} {attack}",
-                                "reason": f"no heatmaps saved for both {det} and {model} "
-                                          f"({attack}, {rule})"})
-                continue
-            layer = layers[-1]
-            bkey = max((k for k in bay_keys if k.layer == layer), key=lambda k: k.n_samples)
-            dkey = min((k for k in det_keys if k.layer == layer), key=lambda k: k.n_samples)
-            try:
-                point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey))
-            except BayesLRPError as exc:
-                skipped.append({"figure": f"fig6 {model} {attack}", "reason": str(exc)})
-                continue
-
-            def draw(dkey=dkey, bkey=bkey):
-                # The figure repeats showcase_point's choice and states it in its title.
-                return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey),
-                                             k=FIGURE_K)
-
-            plans.append(_Plan(
-                f"fig6_det_vs_bayes__{_safe(model)}__{_safe(attack)}",
-                f"Fig. 6 — {det} vs {model} heatmaps under {attack}",
-                f"LRP heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and "
-                f"its {attack} adversarial for the deterministic network {det} (top row) and "
-                f"the Bayesian network {model} with {bkey.n_samples} posterior samples (bottom "
-                f"row); top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: "
-                f"{note}.", draw))
+            plan = _det_vs_bayes_plan(run, det, model, rule, attack, skipped)
+            if plan is not None:
+                plans.append(plan)
     return plans
+
+
+def _det_vs_bayes_plan(run: RunData, det: str, model: str, rule: str, attack: str,
+                       skipped: list[dict]) -> _Plan | None:
+    df = run.results
+    bay_keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
+    det_keys = run.heatmap_keys(model=det, attack=attack, rule=rule)
+    layers = sorted({k.layer for k in bay_keys} & {k.layer for k in det_keys})
+    if not layers:
+        skipped.append({"figure": f"fig6 {model} {attack}",
+                        "reason": f"no heatmaps saved for both {det} and {model} "
+                                  f"({attack}, {rule})"})
+        return None
+    layer = layers[-1]
+    bkey = max((k for k in bay_keys if k.layer == layer), key=lambda k: k.n_samples)
+    dkey = min((k for k in det_keys if k.layer == layer), key=lambda k: k.n_samples)
+    try:
+        point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey))
+    except BayesLRPError as exc:
+        skipped.append({"figure": f"fig6 {model} {attack}", "reason": str(exc)})
+        return None
+
+    def draw(dkey=dkey, bkey=bkey):
+        # The figure repeats showcase_point's choice and states it in its title.
+        return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey), k=FIGURE_K)
+
+    return _Plan(
+        f"fig6_det_vs_bayes__{_safe(model)}__{_safe(det)}__{_safe(attack)}",
+        f"Fig. 6 — {det} vs {model} heatmaps under {attack}",
+        f"LRP heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and its "
+        f"{attack} adversarial for the single network {det} (top row) and the Bayesian "
+        f"network {model} with {bkey.n_samples} posterior samples (bottom row); "
+        f"top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: {note}.", draw)
 
 
 def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
     df = run.results
-    try:
-        diffs = paired_differences(df)
-    except BayesLRPError as exc:
-        skipped.append({"figure": "fig2/fig3", "reason": str(exc)})
-        return []
+    baselines = run.baselines
+    diffs = paired_differences(df, baselines=baselines)
     if diffs.empty:
         skipped.append({"figure": "fig2/fig3", "reason": "no robustness differences: the run "
-                        "needs a deterministic model and another model on the same data"})
+                        "compares no model with a baseline (no compare.baseline, or no "
+                        "differences.parquet)"})
         return []
-    kk = Percent(diffs["k"].iloc[0])
+    label = k_label(df, diffs["k"].iloc[0])
     plans = []
     for (dataset, arch), group in diffs.groupby(["dataset", "arch"], sort=True):
         part = select(df, dataset=dataset, arch=arch)
@@ -174,38 +174,41 @@ def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
             n_points = select(group, attack=attack, rule=rule)["point"].nunique()
 
             def draw(dataset=dataset, arch=arch, attack=attack, rule=rule, part=part):
-                return difference_distributions(part, dataset, arch, attack, rule)
+                return difference_distributions(part, dataset, arch, attack, rule,
+                                                baselines=baselines)
 
             plans.append(_Plan(
                 f"fig2_differences__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__"
                 f"{_safe(rule)}",
                 f"Fig. 2 — robustness differences, {dataset} {arch}, {attack}",
-                f"Per-image LRP robustness differences to the deterministic baseline "
-                f"{group['baseline'].iloc[0]} on {dataset} ({arch}), {attack} attack, "
-                f"{_rule_name(rule)}, top-{kk}% pixels, {n_points} attacked points; one panel "
+                f"Per-image LRP robustness differences to the baseline "
+                f"{group['baseline'].iloc[0]} (compare.baseline) on {dataset} ({arch}), "
+                f"{attack} attack, {_rule_name(rule)}, {label} pixels, {n_points} attacked "
+                f"points; one panel "
                 f"per learnable layer, medians in the legend. Positive values: the model's "
                 f"explanation changed less under attack than the baseline's.", draw))
     for attack in _attacks(diffs):
         def draw(attack=attack):
-            return rule_boxplots(df, attack=attack)
+            return rule_boxplots(df, attack=attack, baselines=baselines)
 
         plans.append(_Plan(
             f"fig3_rule_boxplots__{_safe(attack)}",
             f"Fig. 3 — robustness differences over rules, {attack}",
-            f"LRP robustness differences to the deterministic baseline under {attack} for "
-            f"every LRP rule (columns) and dataset/architecture (rows) at the last learnable "
-            f"layer, top-{kk}% pixels; Bayesian models with their largest sample count. Stars "
-            f"above a box: one-sided Mann-Whitney U test that the baseline's robustness is "
-            f"stochastically lower than the model's; stars on a bracket: the paper's test that "
-            f"the adversarially trained robustness is lower than the Bayesian one (n.s. > 0.05, "
-            f"* ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001, **** ≤ 0.0001).", draw))
+            f"LRP robustness differences to the baseline (compare.baseline) under {attack} "
+            f"for every LRP rule (columns) and dataset/architecture (rows) at the last "
+            f"learnable layer, {label} pixels; Bayesian models with their largest sample "
+            f"count. Stars above a box: one-sided Mann-Whitney U test that the baseline's "
+            f"robustness is stochastically lower than the model's; stars on a bracket: the "
+            f"paper's test that the adversarially trained robustness is lower than the "
+            f"Bayesian one (n.s. > 0.05, * ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001, **** ≤ 0.0001).",
+            draw))
     return plans
 
 
 def _plan_scatter(run: RunData, skipped: list[dict]) -> list[_Plan]:
     df = run.results
     plans = []
-    kk = metric_k(df)
+    label = k_label(df, metric_k(df))
     for (dataset, arch), part in df.groupby(["dataset", "arch"], sort=True):
         rule = pick_rule(part, None)
         for attack in _attacks(part):
@@ -215,7 +218,7 @@ def _plan_scatter(run: RunData, skipped: list[dict]) -> list[_Plan]:
             plans.append(_Plan(
                 f"fig4_scatter__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__{_safe(rule)}",
                 f"Fig. 4 — LRP vs softmax robustness, {dataset} {arch}, {attack}",
-                f"Per-image LRP robustness (top-{kk}%, {_rule_name(rule)}) against softmax "
+                f"Per-image LRP robustness ({label}, {_rule_name(rule)}) against softmax "
                 f"robustness 1 − ‖p(x) − p(x̃)‖∞ on {dataset} ({arch}) under {attack}, one "
                 f"panel per learnable layer, one colour per model and sample count; ρ is "
                 f"Spearman's rank correlation.", draw))

@@ -1,9 +1,11 @@
 """Read the artifacts of a finished run directory (``RUN_DIR``) for figures and the report.
 
 A run directory holds ``results.parquet`` (one row per model × attack × rule × layer ×
-n_samples × k × image, schema in :data:`RESULT_COLUMNS`), ``heatmaps/*.safetensors``,
-``models.json``, ``manifest.json`` and ``config.yaml``. Only ``results.parquet`` is required;
-every other file is optional and its absence is reported, never invented.
+n_samples × k × image, schema in :data:`RESULT_COLUMNS`), the compare stage's
+``differences.parquet`` and ``tests.parquet``, ``heatmaps/*.safetensors``, ``models.json``,
+``manifest.json`` and ``config.yaml``. Only ``results.parquet`` is required; every other file
+is optional and its absence is reported, never invented. The run's baselines are those of
+``differences.parquet`` (:func:`bayeslrp.analysis.baseline_map`; none without it).
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import pandas as pd
 
 from bayeslrp.errors import BayesLRPError
 
-__all__ = ["HeatmapKey", "HeatmapSet", "RESULT_COLUMNS", "RunData", "load_run",
-           "validate_results"]
+__all__ = ["HeatmapKey", "HeatmapSet", "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "RunData",
+           "load_run", "validate_results"]
 
 #: Column → pandas dtype kind expected in ``results.parquet`` ("O" string, "i" integer,
 #: "f" float, "b" bool).
@@ -29,6 +31,8 @@ RESULT_COLUMNS: dict[str, str] = {
     "label": "i", "pred_clean": "i", "pred_adv": "i", "success": "b",
     "lrp_robustness": "f", "nnz": "i", "softmax_robustness": "f",
 }
+#: Columns that older run directories lack (same dtype codes); checked when present.
+OPTIONAL_COLUMNS: dict[str, str] = {"k_pixels": "i", "source_model": "O", "own_sample": "i"}
 
 _HEATMAP_NAME = re.compile(
     r"^(?P<model>.+?)__(?P<attack>.+?)__(?P<rule>.+?)__layer(?P<layer>-?\d+)__n(?P<n>\d+)"
@@ -96,7 +100,16 @@ class RunData:
     heatmap_files : dict
         :class:`HeatmapKey` → file path, for every correctly named file in ``heatmaps/``.
     tests : pandas.DataFrame or None
-        ``tests.parquet``: the compare stage's Mann-Whitney tests.
+        ``tests.parquet``: the compare stage's Mann-Whitney tests (``None`` when absent).
+    differences : pandas.DataFrame or None
+        ``differences.parquet``: the per-image differences against the baselines.
+    baselines : dict of str to str
+        ``{model: baseline}`` (:func:`bayeslrp.analysis.baseline_map` of ``differences``;
+        empty when the run compares nothing). Also ``results.attrs["baselines"]``.
+    k_percents : tuple of float or None
+        The config's ``metrics.k`` percentages (every document of ``config.yaml``), ``None``
+        when unknown; tells a pixel-count k apart in labels. Also
+        ``results.attrs["k_percents"]``.
     """
 
     path: Path
@@ -106,6 +119,9 @@ class RunData:
     config_text: str | None = None
     heatmap_files: dict[HeatmapKey, Path] = field(default_factory=dict)
     tests: pd.DataFrame | None = None
+    differences: pd.DataFrame | None = None
+    baselines: dict[str, str] = field(default_factory=dict)
+    k_percents: tuple[float, ...] | None = None
     _cache: dict[HeatmapKey, HeatmapSet] = field(default_factory=dict, repr=False)
 
     def heatmaps(self, key: HeatmapKey) -> HeatmapSet | None:
@@ -135,7 +151,8 @@ def validate_results(df: pd.DataFrame, source: str = "results table") -> pd.Data
         raise BayesLRPError(f"{source} lacks the columns {', '.join(missing)}; it was not written "
                             f"by this version of bayeslrp — rerun the experiment")
     out = df.copy()
-    for column, kind in RESULT_COLUMNS.items():
+    expected = {**RESULT_COLUMNS, **{c: t for c, t in OPTIONAL_COLUMNS.items() if c in df}}
+    for column, kind in expected.items():
         values = out[column]
         try:
             if kind == "O":
@@ -198,6 +215,49 @@ def _models_list(raw: Any, path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise BayesLRPError(f"cannot read {path} ({type(exc).__name__}: {exc}); delete it and "
+                            f"rerun the experiment") from None
+
+
+def _k_percents(config_text: str | None) -> tuple[float, ...] | None:
+    """The ``metrics.k`` of every document of ``config.yaml``; ``None`` when unknown."""
+    import yaml
+
+    if config_text is None:
+        return None
+    try:
+        docs = [d for d in yaml.safe_load_all(config_text) if d is not None]
+    except yaml.YAMLError:
+        return None
+    percents: set[float] = set()
+    for doc in docs:
+        metrics = doc.get("metrics") if isinstance(doc, dict) else None
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("k"), (list, tuple)):
+            return None
+        percents.update(float(k) for k in metrics["k"])
+    return tuple(sorted(percents)) if docs else None
+
+
+def _heatmap_files(path: Path) -> dict[HeatmapKey, Path]:
+    files: dict[HeatmapKey, Path] = {}
+    if (path / "heatmaps").is_dir():
+        for file in sorted((path / "heatmaps").glob("*.safetensors")):
+            match = _HEATMAP_NAME.match(file.name)
+            if match:
+                key = HeatmapKey(match["model"], match["attack"], match["rule"],
+                                 int(match["layer"]), int(match["n"]))
+                files[key] = file
+    return files
+
+
+def _optional_table(path: Path) -> pd.DataFrame | None:
+    return _read_table(path) if path.is_file() else None
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory.
 
@@ -209,12 +269,16 @@ def load_run(run_dir: str | Path) -> RunData:
     Returns
     -------
     RunData
+        ``results.attrs`` carries ``baselines`` (the run's ``{model: baseline}``) and
+        ``k_percents`` for the figure functions.
 
     Raises
     ------
     BayesLRPError
         When the directory does not exist, is empty or has no readable ``results.parquet``.
     """
+    from bayeslrp.analysis import baseline_map
+
     path = Path(run_dir)
     if not path.is_dir():
         raise BayesLRPError(f"run directory {path} does not exist; run an experiment first "
@@ -225,18 +289,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not results_path.is_file():
         raise BayesLRPError(f"{path} has no results.parquet; the run has not finished — rerun "
                             f"it (finished stages are kept)")
-    try:
-        results = pd.read_parquet(results_path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise BayesLRPError(f"cannot read {results_path} ({type(exc).__name__}: {exc}); delete "
-                            f"it and rerun the experiment") from None
-    results = validate_results(results, str(results_path))
-    differences_path = path / "differences.parquet"
-    if differences_path.is_file():  # the one baseline rule: the config's compare.baseline
-        from bayeslrp.analysis import baseline_map
-
-        results.attrs["baselines"] = baseline_map(pd.read_parquet(differences_path))
-
+    results = validate_results(_read_table(results_path), str(results_path))
     models: list[dict[str, Any]] = []
     if (path / "models.json").is_file():
         models = _models_list(_read_json(path / "models.json"), path / "models.json")
@@ -247,15 +300,10 @@ def load_run(run_dir: str | Path) -> RunData:
     config_text = None
     if (path / "config.yaml").is_file():
         config_text = (path / "config.yaml").read_text(encoding="utf-8", errors="replace")
-
-    heatmap_files: dict[HeatmapKey, Path] = {}
-    if (path / "heatmaps").is_dir():
-        for file in sorted((path / "heatmaps").glob("*.safetensors")):
-            match = _HEATMAP_NAME.match(file.name)
-            if match:
-                key = HeatmapKey(match["model"], match["attack"], match["rule"],
-                                 int(match["layer"]), int(match["n"]))
-                heatmap_files[key] = file
-    tests = pd.read_parquet(path / "tests.parquet") if (path / "tests.parquet").is_file() \
-        else None
-    return RunData(path, results, models, manifest, config_text, heatmap_files, tests)
+    differences = _optional_table(path / "differences.parquet")
+    baselines = baseline_map(differences)  # the one baseline rule: compare.baseline
+    k_percents = _k_percents(config_text)
+    results.attrs["baselines"] = dict(baselines)
+    results.attrs["k_percents"] = k_percents
+    return RunData(path, results, models, manifest, config_text, _heatmap_files(path),
+                   _optional_table(path / "tests.parquet"), differences, baselines, k_percents)

@@ -18,11 +18,11 @@ from typing import Any
 import pandas as pd
 
 from bayeslrp.fileio import atomic_write_text, sha256_file
-from bayeslrp.plots.frames import metric_k, ordered_rules
+from bayeslrp.plots.frames import k_label, metric_k, ordered_rules
 from bayeslrp.plots.make import make_all_figures, read_figure_index
 from bayeslrp.plots.rundir import RunData, load_run
 
-from .drivers import difference_drivers_table
+from .drivers import difference_drivers_table, drivers_display
 from .html import esc, figure_html, key_value_table, page, table_html
 from .headline import headline_table
 from .manifest_tables import runs_table, stage_timings_table
@@ -100,7 +100,8 @@ def report_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
     tables["spearman"] = spearman_table(run.results)
     pixels = pixels_per_dataset(run)
     tables["nnz"] = nnz_table(run.results, pixels)
-    tables["drivers"] = difference_drivers_table(run.results, pixels, metric_k(run.results))
+    tables["drivers"] = difference_drivers_table(run.results, pixels, metric_k(run.results),
+                                                 baselines=run.baselines)
     return tables
 
 
@@ -137,7 +138,9 @@ def _overview(run: RunData) -> str:
              ("attacks", values("attack")), ("LRP rules", values("rule")),
              ("layers", values("layer")), ("posterior samples", values("n_samples")),
              ("attacked points", int(df["point"].nunique()) if len(df) else 0),
-             ("top-k for metrics", f"{k}%" if k is not None else "–"),
+             ("top-k for metrics", k_label(df, k)),
+             ("baselines (compare.baseline)",
+              ", ".join(f"{m} − {b}" for m, b in sorted(run.baselines.items())) or "none"),
              ("results.parquet sha256", sha256_file(run.path / "results.parquet"))]
     return key_value_table(items)
 
@@ -196,7 +199,8 @@ _NOTES = {
                 "config's compare.baseline), at each layer, with the stars of the one-sided "
                 "Mann-Whitney test that the baseline is lower (tests.parquet); Bayesian models "
                 "at their largest sample count. Positive: the model's explanations survive the "
-                "attack better. Then the model's test accuracy and the attack's success rate.",
+                "attack better. Then the test accuracy of the model and of its baseline and "
+                "the attack's success rate on each.",
     "models": "Test accuracy and training diagnostics as recorded in models.json (HMC: "
               "acceptance rate, divergences, step size; VI: ELBO); accuracy on attacked "
               "points from the results, at the largest sample count.",
@@ -204,25 +208,28 @@ _NOTES = {
                "successes / originally correct points. Failed attacks: still correct.",
     "robustness": "Median k-LRP robustness per layer and median softmax robustness "
                   "1 − ‖p(x) − p(x̃)‖∞ over the attacked points.",
-    "tests": "One-sided Mann-Whitney U tests. “det < model”: the deterministic baseline's "
-             "LRP robustness is stochastically lower than the model's (Bay−Det, Adv−Det). "
+    "tests": "The one-sided Mann-Whitney U tests of tests.parquet. “baseline < model”: the "
+             "baseline's (compare.baseline) LRP robustness is stochastically lower than the "
+             "model's (Bay−Det, Adv−Det). "
              "“adv < model”: the adversarially trained model's robustness is lower than the "
              "Bayesian model's (paper 000, appendix H). Each cell: median per-image difference "
              "of LRP robustness, p-value and stars (n.s. > 0.05, * ≤ 0.05, ** ≤ 0.01, "
              "*** ≤ 0.001, **** ≤ 0.0001).",
     "spearman": "Spearman rank correlation ρ between LRP robustness and softmax robustness "
                 "of the same images; each cell: ρ (two-sided p-value).",
-    "drivers": "Median k-LRP robustness of every condition: the deterministic net (Det), "
+    "drivers": "Median k-LRP robustness of every condition: the baseline (compare.baseline; "
+               "usually the deterministic net, Det), "
                "the Bayesian explanation with n samples (Bayn), one posterior sample "
                "attacked with its own gradient (Own sample j), transfer attacks (“on "
                "x̃(B)”: explained on the points crafted against model B) and each attack "
-               "and attack mode. Tests against Det on the same attack's points, one-sided "
-               "(Det lower): Wilcoxon signed-rank (paired by image; stars) and Mann-Whitney "
-               "U (unpaired). Last column: share of clean heatmaps with fewer than K "
-               "non-zero pixels.",
+               "and attack mode. Tests against the baseline on the same attack's points, "
+               "one-sided (baseline lower): Wilcoxon signed-rank (paired by image; stars) "
+               "and Mann-Whitney U (unpaired). Last column: share of clean heatmaps with "
+               "fewer than K non-zero pixels.",
     "sparsity": "Share of clean heatmaps R(x) with fewer non-zero pixels than the top-k "
-                "selection size K = floor(k·P/100), per layer (P pixels per image). Such "
-                "images are scored on their non-zero pixels only (ties=\"nonzero\", SPEC §6).",
+                "selection size K = floor(k·P/100) (for a pixel count Top-K: K), per layer "
+                "(P pixels per image). Such images are scored on their non-zero pixels only "
+                "(ties=\"nonzero\", SPEC §6).",
 }
 
 
@@ -242,11 +249,10 @@ def render_report(run: RunData) -> str:
         "figures": _figures(run),
         "robustness": table_html(tables["median_robustness"]),
         "tests": table_html(mann_whitney_display(tables["mann_whitney"]),
-                            "No comparisons: the run needs a deterministic model and another "
-                            "model on the same data."),
+                            "No comparisons: the config has no compare.baseline."),
         "spearman": table_html(spearman_display(tables["spearman"])),
         "sparsity": table_html(nnz_display(tables["nnz"])),
-        "drivers": table_html(tables["drivers"]),
+        "drivers": table_html(drivers_display(tables["drivers"])),
         "config": config,
         "manifest": _manifest(run.manifest),
     }

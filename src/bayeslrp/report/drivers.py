@@ -1,13 +1,14 @@
 """"What drives the difference": the controls of the Bayesian-vs-deterministic comparison.
 
 :func:`difference_drivers_table` puts, for every dataset × architecture × rule × layer × k,
-the median LRP robustness of each condition side by side — the deterministic net (Det), the
-Bayesian explanation with n posterior samples (Bay1, Bay10, …), one posterior sample attacked
+the median LRP robustness of each condition side by side — the run's baseline (the config's
+``compare.baseline``, usually the deterministic net Det), the Bayesian explanation with n
+posterior samples (Bay1, Bay10, …), one posterior sample attacked
 with its own gradient (``own_attack_sample``), transfer attacks (a model explained on the
 points crafted against another, ``transfer_from``) and every attack (and so every attack
 mode) — with a paired (Wilcoxon signed-rank) and an unpaired (Mann-Whitney U) one-sided test
-against the deterministic net on the same attack's points, and the share of clean heatmaps
-with fewer than K non-zero pixels.
+against the baseline on the same attack's points, and the share of clean heatmaps with fewer
+than K non-zero pixels.
 """
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from bayeslrp.metrics import topk_count
 from bayeslrp.stats import mann_whitney, stars, wilcoxon_signed_rank
 
-__all__ = ["DRIVER_COLUMNS", "condition_label", "difference_drivers_table"]
+from .tables import k_labels, selection_size
+
+__all__ = ["DRIVER_COLUMNS", "condition_label", "difference_drivers_table", "drivers_display"]
 
 DRIVER_COLUMNS = ["dataset", "arch", "rule", "layer", "k", "attack", "attack_mode",
-                  "condition", "model", "source_model", "n_samples", "images",
-                  "median robustness", "median diff vs det", "wilcoxon p", "mann-whitney p",
-                  "stars", "share nnz < K"]
+                  "condition", "model", "source_model", "n_samples", "baseline", "images",
+                  "median robustness", "median diff vs baseline", "wilcoxon p",
+                  "mann-whitney p", "stars", "share nnz < K"]
 _KIND_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 2}
 
 
@@ -49,9 +51,46 @@ def _sort_key(row: pd.Series) -> tuple:
             int(row["n_samples"]))
 
 
+def _reference(group: pd.DataFrame, baselines: Mapping[str, str]):
+    """The baseline of a group's compared models and its robustness per point (a Bayesian
+    baseline at its largest sample count); ``(None, None)`` when the group has none."""
+    names = sorted({baselines[m] for m in group["model"].unique() if m in baselines})
+    if len(names) != 1 or not (group["model"] == names[0]).any():
+        return None, None
+    rows = group[group["model"] == names[0]]
+    rows = rows[rows["n_samples"] == rows["n_samples"].max()]
+    return names[0], rows.set_index("point")["lrp_robustness"]
+
+
+def _condition_row(part: pd.DataFrame, s: dict, ref_model, ref) -> dict:
+    rob = part.set_index("point")["lrp_robustness"]
+    diff = w_p = mw_p = math.nan
+    if ref is not None and s["model"] != ref_model:
+        common = ref.index.intersection(rob.index)
+        diff = float((rob.loc[common] - ref.loc[common]).median())
+        w_p = wilcoxon_signed_rank(ref.loc[common], rob.loc[common], "less").pvalue
+        mw_p = mann_whitney(ref, rob, "less").pvalue
+    modes = part["attack_mode"].unique()
+    return {"attack_mode": str(modes[0]) if len(modes) == 1 else "",
+            "condition": condition_label(s["method"], s["model"], s["source_model"],
+                                         int(s["n_samples"]), int(s["own_sample"])),
+            "model": s["model"], "source_model": s["source_model"],
+            "n_samples": int(s["n_samples"]), "baseline": ref_model or "",
+            "images": int(rob.index.nunique()), "median robustness": float(rob.median()),
+            "median diff vs baseline": diff, "wilcoxon p": w_p, "mann-whitney p": mw_p,
+            "stars": "" if math.isnan(w_p) else stars(w_p), "_order": _sort_key(pd.Series(s))}
+
+
+def _with_controls(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``source_model`` / ``own_sample`` (none) when written before they existed."""
+    return df.assign(**{c: v for c, v in (("source_model", df["model"]), ("own_sample", -1))
+                        if c not in df.columns})
+
+
 def difference_drivers_table(df: pd.DataFrame, pixels: Mapping[str, int],
-                             k: int | None = None) -> pd.DataFrame:
-    """Median robustness of every condition with tests against the deterministic net.
+                             k: float | None = None,
+                             baselines: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Median robustness of every condition with tests against the run's baseline.
 
     Parameters
     ----------
@@ -59,69 +98,54 @@ def difference_drivers_table(df: pd.DataFrame, pixels: Mapping[str, int],
         A results table (``RUN_DIR/results.parquet``). Tables written before the controls
         existed (no ``source_model`` / ``own_sample`` columns) are read as having none.
     pixels : mapping of str to int
-        Pixels per image of each dataset (for ``K = floor(k·P/100)``); a missing dataset gives
-        a NaN share.
-    k : int, optional
+        Pixels per image of each dataset (for ``K = floor(k·P/100)`` when the table has no
+        ``k_pixels``); a missing dataset gives a NaN share.
+    k : float, optional
         Only this top-k percentage (default: every k in the table).
+    baselines : mapping of str to str, optional
+        ``{model: baseline}`` (:func:`bayeslrp.analysis.baseline_map`); default the map of a
+        table read by :func:`bayeslrp.plots.load_run` (``df.attrs["baselines"]``), else none.
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`DRIVER_COLUMNS`. The reference of a condition is the ``det`` model of
-        the same dataset and architecture (the first by name when there are several) on the
-        same attack's points (for a transfer attack: the points crafted against the source
-        model). ``median diff vs det`` is the median per-image difference condition − Det;
-        ``wilcoxon p`` (paired by image) and ``mann-whitney p`` (unpaired) test that Det's
-        robustness is stochastically lower (one-sided); ``stars`` are the Wilcoxon p's. The
-        reference rows have NaN tests. ``share nnz < K``: clean heatmaps with fewer non-zero
-        pixels than the top-k selection.
+        Columns :data:`DRIVER_COLUMNS`. The reference of a condition (``baseline``) is the
+        baseline of the compared models of the same dataset and architecture (a Bayesian
+        one at its largest sample count) on the same attack's points (for a transfer
+        attack: the points crafted against the source model). ``median diff vs baseline``
+        is the median per-image difference condition − baseline; ``wilcoxon p`` (paired by
+        image) and ``mann-whitney p`` (unpaired) test that the baseline's robustness is
+        stochastically lower (one-sided); ``stars`` are the Wilcoxon p's. The baseline's
+        own rows and groups without a baseline have NaN tests. ``share nnz < K``: clean
+        heatmaps with fewer non-zero pixels than the top-k selection; ``k`` holds the
+        top-k label.
     """
     if df.empty:
         return pd.DataFrame(columns=DRIVER_COLUMNS)
-    df = df.copy()
-    if "source_model" not in df.columns:
-        df["source_model"] = df["model"]
-    if "own_sample" not in df.columns:
-        df["own_sample"] = -1
-    if k is not None:
-        df = df[df["k"] == k]
+    baselines = (df.attrs.get("baselines") or {}) if baselines is None else baselines
+    df = _with_controls(df if k is None else df[df["k"] == k])
     keys = ["dataset", "arch", "rule", "layer", "k", "attack"]
     series = ["model", "method", "source_model", "own_sample", "n_samples"]
-    rows = []
+    rows, labels = [], k_labels(df)
     for key, group in df.groupby(keys, sort=True):
-        ref_rows = group[(group["method"] == "det") & (group["own_sample"] < 0)]
-        ref_model = sorted(ref_rows["model"].unique())[0] if len(ref_rows) else None
-        ref = (ref_rows[ref_rows["model"] == ref_model].set_index("point")["lrp_robustness"]
-               if ref_model is not None else None)
+        ref_model, ref = _reference(group, baselines)
         record = dict(zip(keys, key))
-        n_pixels = pixels.get(str(record["dataset"]))
-        K = topk_count(int(n_pixels), int(record["k"])) if n_pixels else None
+        K = selection_size(group, record["k"], pixels.get(str(record["dataset"])))
         for skey, part in group.groupby(series, sort=True):
-            s = dict(zip(series, skey))
-            rob = part.set_index("point")["lrp_robustness"]
-            diff = w_p = mw_p = math.nan
-            if ref is not None and s["model"] != ref_model:
-                common = ref.index.intersection(rob.index)
-                diff = float((rob.loc[common] - ref.loc[common]).median())
-                w_p = wilcoxon_signed_rank(ref.loc[common], rob.loc[common], "less").pvalue
-                mw_p = mann_whitney(ref, rob, "less").pvalue
-            modes = part["attack_mode"].unique()
-            rows.append({
-                **record, "attack_mode": str(modes[0]) if len(modes) == 1 else "",
-                "condition": condition_label(s["method"], s["model"], s["source_model"],
-                                             int(s["n_samples"]), int(s["own_sample"])),
-                "model": s["model"], "source_model": s["source_model"],
-                "n_samples": int(s["n_samples"]), "images": int(rob.index.nunique()),
-                "median robustness": float(rob.median()), "median diff vs det": diff,
-                "wilcoxon p": w_p, "mann-whitney p": mw_p,
-                "stars": "" if math.isnan(w_p) else stars(w_p),
-                "share nnz < K": float((part["nnz"] < K).mean()) if K else math.nan,
-                "_order": _sort_key(pd.Series(s)),
-            })
+            row = _condition_row(part, dict(zip(series, skey)), ref_model, ref)
+            row["share nnz < K"] = float((part["nnz"] < K).mean()) if K else math.nan
+            rows.append({**record, **row})
     if not rows:
         return pd.DataFrame(columns=DRIVER_COLUMNS)
     table = pd.DataFrame(rows)
     order = sorted(range(len(table)), key=lambda i: tuple(
         table.at[i, c] for c in keys) + table.at[i, "_order"])
     table = table.loc[order].reset_index(drop=True)
+    table["k"] = table["k"].map(lambda v: labels[float(v)])
     return table[DRIVER_COLUMNS].astype({"n_samples": np.int64, "images": np.int64})
+
+
+def drivers_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`difference_drivers_table` for the report: without ``source_model`` and
+    ``n_samples``, which the condition names already hold (``Bay10``, ``… on x̃(B)``)."""
+    return table.drop(columns=[c for c in ("source_model", "n_samples") if c in table.columns])

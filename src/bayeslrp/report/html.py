@@ -38,6 +38,7 @@ th { background: #f1f4f8; font-weight: 600; white-space: normal; vertical-align:
 td:last-child, th:last-child { padding-right: 1rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.cell { font-variant-numeric: tabular-nums; white-space: pre; }
+td.wrap { white-space: normal; min-width: 9em; max-width: 28em; overflow-wrap: anywhere; }
 tbody tr:nth-child(even) { background: #fafbfd; }
 td.sig { color: #0b6b2f; font-weight: 600; }
 td.ns { color: #8a929c; }
@@ -75,7 +76,7 @@ def format_cell(value: Any, column: str = "") -> tuple[str, str]:
         return str(int(value)), "num"
     if isinstance(value, numbers.Real):
         v = float(value)
-        if column == "p":
+        if column == "p" or column.endswith(" p"):
             return (f"{v:.1e}" if 0 < v < 1e-3 else f"{v:.3f}"), "num"
         if column == "U":
             return f"{v:g}", "num"
@@ -92,8 +93,11 @@ def format_cell(value: Any, column: str = "") -> tuple[str, str]:
         return text, "ns" if text in ("n.s.", "n.a.") else "sig"
     if column.startswith("layer "):
         return text, "cell"
-    return text, ""
+    return text, "wrap" if len(text) > WRAP_CHARS else ""
 
+
+#: Text cells longer than this wrap (a table stays within the page where it can).
+WRAP_CHARS = 30
 
 # Columns whose values are fractions: show 1.000 rather than 1.
 _ALWAYS_DECIMAL = {"test accuracy", "accuracy on attacked points", "clean accuracy",
@@ -103,7 +107,7 @@ _ALWAYS_DECIMAL = {"test accuracy", "accuracy on attacked points", "clean accura
 
 #: Identifying columns that are left out of a displayed table when they hold one value only
 #: (that value is stated above the table instead).
-CONSTANT_KEYS = ("dataset", "arch", "attack", "rule", "k", "attack_mode")
+CONSTANT_KEYS = ("dataset", "arch", "attack", "rule", "k", "attack_mode", "baseline")
 
 
 def table_html(df: pd.DataFrame, empty: str = "No rows.", compact: bool = True) -> str:
@@ -124,7 +128,8 @@ def table_html(df: pd.DataFrame, empty: str = "No rows.", compact: bool = True) 
             prefix = f'<p class="note">All rows: {esc(shown)}.</p>'
             df = df.drop(columns=constant)
     columns = [str(c) for c in df.columns]
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    # headers wrap at spaces and after underscores (diag: final_train_accuracy)
+    head = "".join(f"<th>{esc(c).replace('_', '_<wbr>')}</th>" for c in columns)
     body = []
     for row in df.itertuples(index=False, name=None):
         cells = []

@@ -14,14 +14,34 @@ MAX_RUNS = 10
 def _machine(run: dict[str, Any]) -> str:
     m = run.get("machine") or {}
     parts = [str(m.get("machine") or ""), f"{m.get('cpu_count', '?')} CPUs",
-             f"{m.get('torch_threads', '?')} threads"]
+             f"torch threads {m.get('torch_threads', '?')}"]
     if m.get("cuda"):
         parts.append(f"CUDA {m['cuda']}")
     return ", ".join(p for p in parts if p)
 
 
+def _span(start: Any, end: Any) -> str:
+    """``2026-12-02 09:25:06 – 09:25:26 UTC`` from two ISO UTC stamps (the end's date only
+    when it differs); other values as text."""
+    def parts(stamp: Any) -> tuple[str, str] | None:
+        text = "" if stamp is None else str(stamp)
+        if len(text) == 25 and text[10] == "T" and text.endswith("+00:00"):
+            return text[:10], text[11:19]
+        return None
+
+    a, b = parts(start), parts(end)
+    if a is None or (b is None and end):
+        return f"{start or ''} – {end or ''}"
+    if b is None:
+        return f"{a[0]} {a[1]} – (not finished) UTC"
+    tail = b[1] if b[0] == a[0] else f"{b[0]} {b[1]}"
+    return f"{a[0]} {a[1]} – {tail} UTC"
+
+
 def runs_table(manifest: dict[str, Any]) -> pd.DataFrame:
-    """One row per run of the run directory (the latest :data:`MAX_RUNS`)."""
+    """One row per run of the run directory (the latest :data:`MAX_RUNS`): status, start and
+    end, config names, devices, machine, package versions, and its tasks computed, reused
+    and their seconds."""
     rows = []
     for run in (manifest.get("runs") or [])[-MAX_RUNS:]:
         stages = run.get("stages") or []
@@ -29,7 +49,7 @@ def runs_table(manifest: dict[str, Any]) -> pd.DataFrame:
         extra = run.get("extra") or {}
         rows.append({
             "run": run.get("run"), "status": run.get("status", "?"),
-            "started": run.get("started", ""), "finished": run.get("finished", ""),
+            "time": _span(run.get("started"), run.get("finished")),
             "configs": ", ".join(map(str, extra.get("names", []))),
             "device": ", ".join(map(str, extra.get("devices", []))),
             "machine": _machine(run),
@@ -43,7 +63,8 @@ def runs_table(manifest: dict[str, Any]) -> pd.DataFrame:
 
 
 def stage_timings_table(manifest: dict[str, Any]) -> pd.DataFrame:
-    """Per stage of the latest run: tasks computed and reused, total and longest seconds."""
+    """Per stage of the latest run: tasks computed and reused, total and longest seconds,
+    and a ``total`` row."""
     runs = manifest.get("runs") or []
     if not runs:
         return pd.DataFrame()

@@ -13,17 +13,55 @@ import numpy as np
 import pandas as pd
 
 from bayeslrp.metrics import topk_count
-from bayeslrp.plots.frames import (BAYESIAN, metric_k, ordered_rules, paired_differences,
-                                   series_label)
-from bayeslrp.stats import mann_whitney, spearman, stars
+from bayeslrp.plots.frames import BAYESIAN, k_label, metric_k, ordered_rules, series_label
+from bayeslrp.stats import spearman
 
-__all__ = ["KNOWN_PIXELS", "accuracy_table", "attack_success_table", "layer_pivot",
-           "mann_whitney_display", "mann_whitney_table", "median_robustness_table",
-           "nnz_display", "nnz_table", "spearman_display", "spearman_table"]
+__all__ = ["KNOWN_PIXELS", "accuracy_table", "attack_success_table", "comparison_label",
+           "k_labels", "layer_pivot", "mann_whitney_display", "mann_whitney_table",
+           "median_robustness_table", "method_kind", "nnz_display", "nnz_table",
+           "selection_size", "spearman_display", "spearman_table"]
 
 #: Pixels per image of the built-in datasets, used when no saved heatmap tells the size.
 KNOWN_PIXELS = {"mnist": 784, "fashion_mnist": 784, "cifar10": 1024, "digits": 64}
 _METHOD_ORDER = {"det": 0, "adv": 1, "vi": 2, "hmc": 3}
+
+
+def k_labels(results: pd.DataFrame) -> dict[float, str]:
+    """Display label of every top-k of a results table: ``top-20%``, ``top-12.5%`` or
+    ``Top-100`` for a pixel count (:func:`bayeslrp.plots.frames.k_label`)."""
+    return {float(k): k_label(results, k) for k in results["k"].unique()}
+
+
+def selection_size(group: pd.DataFrame, k: float, n_pixels: int | None) -> int | None:
+    """``K``, the pixels the top-k selection of these rows holds: their ``k_pixels`` (the
+    count the metric used) when the table has it, else ``floor(k·P/100)``; ``None`` when
+    neither is known."""
+    if "k_pixels" in group.columns and group["k_pixels"].nunique() == 1:
+        return int(group["k_pixels"].iloc[0])
+    return topk_count(int(n_pixels), float(k)) if n_pixels else None
+
+
+def method_kind(method: str, own: bool = False) -> str:
+    """Short kind of a model in comparison labels: ``Det``, ``Adv``, ``Bay`` (VI, HMC),
+    ``Own`` (a posterior sample attacked with its own gradient), else the method name."""
+    if own:
+        return "Own"
+    if method in BAYESIAN:
+        return "Bay"
+    return {"det": "Det", "adv": "Adv"}.get(method, str(method).capitalize())
+
+
+def comparison_label(model: str, baseline: str, methods: Mapping[str, str],
+                     own: set | frozenset = frozenset()) -> str:
+    """``"Bay−Det"``, ``"Adv−Det"``, ``"Det−Bay"`` …: kinds of a model and its baseline."""
+    return (f"{method_kind(methods.get(model, ''), model in own)}−"
+            f"{method_kind(methods.get(baseline, ''), baseline in own)}")
+
+
+def _own_models(results: pd.DataFrame) -> set:
+    if "own_sample" not in results.columns:
+        return set()
+    return set(results.loc[results["own_sample"] >= 0, "model"])
 
 
 def _rule_rank(rules: pd.Series) -> pd.Series:
@@ -124,9 +162,9 @@ def attack_success_table(df: pd.DataFrame) -> pd.DataFrame:
     return _sort(out[columns], ["dataset", "arch", "attack", "method", "model", "n_samples"])
 
 
-def median_robustness_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+def median_robustness_table(df: pd.DataFrame, k: float | None = None) -> pd.DataFrame:
     """Median LRP robustness per model × rule × sample count (rows) and layer (columns), with
-    the median softmax robustness of the same images."""
+    the median softmax robustness of the same images; ``k`` holds the top-k's label."""
     kk = metric_k(df, k)
     keys = ["dataset", "arch", "attack", "rule", "model", "method", "n_samples"]
     if kk is None:
@@ -138,44 +176,57 @@ def median_robustness_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFr
     soft = part.drop_duplicates(keys + ["point"]).groupby(keys)["softmax_robustness"].median()
     wide["softmax robustness"] = soft
     wide = wide.reset_index()
-    wide.insert(len(keys), "k", kk)
+    wide.insert(len(keys), "k", k_label(df, kk))
     return _sort(wide, ["dataset", "arch", "attack", "rule", "method", "model", "n_samples"])
 
 
-def mann_whitney_table(tests: pd.DataFrame, results: pd.DataFrame,
+def mann_whitney_table(tests: pd.DataFrame | None, results: pd.DataFrame,
                        k: float | None = None) -> pd.DataFrame:
     """The run's one-sided Mann-Whitney tests (``tests.parquet``), labelled for display.
 
-    Every number is the compare stage's (:func:`bayeslrp.analysis.mann_whitney_tests`): the
-    printed and the stored tests are the same. ``baseline < model``: the baseline's LRP
-    robustness is stochastically lower than the model's (``Bay − Det``, ``Adv − Det``, SPEC
-    §6); ``adv < model``: the adversarially trained model's is lower than the Bayesian
-    model's (paper 000, appendix H). "median difference" is the median per-image difference
-    against the baseline (for ``adv < model``: the Bayesian model's minus the adversarial
-    model's).
+    Every row and number is the compare stage's (:func:`bayeslrp.analysis.mann_whitney_tests`):
+    the printed and the stored tests are the same. ``baseline < model``: the baseline's LRP
+    robustness (the config's ``compare.baseline``) is stochastically lower than the model's
+    (``Bay − Det``, ``Adv − Det``, SPEC §6); ``adv < model``: the adversarially trained
+    model's is lower than the Bayesian model's (paper 000, appendix H).
+
+    Parameters
+    ----------
+    tests : pandas.DataFrame or None
+        ``tests.parquet`` (``None``: the run has none).
+    results : pandas.DataFrame
+        The results table (architectures, methods and top-k labels of the models).
+    k : float, optional
+        Only the tests at this top-k; default every test.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per test, in the order of ``tests.parquet`` re-sorted for display:
+        ``comparison`` (kinds, e.g. ``Bay−Det``), ``test`` (e.g. ``det < vi (10 samples)``),
+        ``median difference`` (against the baseline; for ``adv < model``: the Bayesian
+        model's minus the adversarial model's), ``n``, ``U``, ``p`` and ``stars``.
     """
     columns = ["dataset", "arch", "attack", "rule", "layer", "k", "comparison", "model", "test",
                "median difference", "n", "U", "p", "stars"]
     if tests is None or tests.empty or results.empty:
         return pd.DataFrame(columns=columns)
-    kk = metric_k(results, k)
-    part = tests[tests["k"].astype(float) == float(kk)]
+    part = tests if k is None else tests[tests["k"].astype(float) == float(k)]
     arch = dict(zip(results["model"], results["arch"]))
-    own = set(results.loc[results["own_sample"] >= 0, "model"]) \
-        if "own_sample" in results.columns else set()
     methods = dict(zip(results["model"], results["method"]))
+    own, labels = _own_models(results), k_labels(results)
     rows = []
     for r in part.itertuples(index=False):
         label = series_label(r.model, "own" if r.model in own else r.method, r.n_samples)
         if r.test == "adv<bayes":
-            kind, test = "Bay−Adv", f"{r.other} < {label}"
+            kind, test = comparison_label(r.model, r.other, methods, own), f"{r.other} < {label}"
             median = r.median_diff - r.median_other_diff
         else:
-            kind = ("Own−Det" if r.model in own else "Bay−Det" if r.method in BAYESIAN
-                    else "Adv−Det" if r.method == "adv" else "Model−Det")
+            kind = comparison_label(r.model, r.baseline, methods, own)
             test, median = f"{r.baseline} < {label}", r.median_diff
-        rows.append({"dataset": r.dataset, "arch": arch.get(r.model, methods.get(r.model, "")),
-                     "attack": r.attack, "rule": r.rule, "layer": int(r.layer), "k": kk,
+        rows.append({"dataset": r.dataset, "arch": arch.get(r.model, ""),
+                     "attack": r.attack, "rule": r.rule, "layer": int(r.layer),
+                     "k": labels.get(float(r.k), f"{float(r.k):g}"),
                      "comparison": kind, "model": label, "test": test,
                      "median difference": float(median), "n": int(r.n_images), "U": r.u,
                      "p": r.pvalue, "stars": r.stars})
@@ -183,7 +234,7 @@ def mann_whitney_table(tests: pd.DataFrame, results: pd.DataFrame,
     return _sort(table, ["dataset", "arch", "attack", "rule", "layer"])
 
 
-def spearman_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+def spearman_table(df: pd.DataFrame, k: float | None = None) -> pd.DataFrame:
     """Spearman ρ between LRP and softmax robustness per model × sample count × layer."""
     keys = ["dataset", "arch", "attack", "rule", "layer", "model", "method", "n_samples"]
     kk = metric_k(df, k)
@@ -194,6 +245,7 @@ def spearman_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
         res = spearman(group["lrp_robustness"], group["softmax_robustness"])
         rows.append(dict(zip(keys, key), rho=res.rho, p=res.pvalue, n=res.n))
     table = pd.DataFrame(rows, columns=keys + ["rho", "p", "n"])
+    table.insert(len(keys), "k", k_label(df, kk))
     return _sort(table, ["dataset", "arch", "attack", "rule", "layer", "method", "model",
                          "n_samples"])
 
@@ -201,23 +253,23 @@ def spearman_table(df: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
 def nnz_table(df: pd.DataFrame, pixels: Mapping[str, int]) -> pd.DataFrame:
     """Share of clean heatmaps with fewer non-zero pixels than the top-k selection size.
 
-    ``K = floor(k·P/100)`` with ``P`` = ``pixels[dataset]`` (NaN share when unknown). Such
-    heatmaps have ties at zero inside ``Top_k`` (SPEC §6, ``ties="nonzero"``).
+    ``K``: the rows' ``k_pixels`` when present, else ``floor(k·P/100)`` with ``P`` =
+    ``pixels[dataset]`` (:func:`selection_size`; NaN share when unknown). Such heatmaps have
+    ties at zero inside ``Top_k`` (SPEC §6, ``ties="nonzero"``). ``k`` holds the top-k label.
     """
     keys = ["dataset", "arch", "model", "method", "n_samples", "rule", "layer", "k"]
     columns = keys + ["P", "K", "images", "share nnz < K"]
     if df.empty:
         return pd.DataFrame(columns=columns)
-    rows = []
+    rows, labels = [], k_labels(df)
     for key, group in df.groupby(keys, sort=False):
         row = dict(zip(keys, key))
         n_pixels = pixels.get(str(row["dataset"]))
-        if n_pixels:
-            K = topk_count(int(n_pixels), int(row["k"]))
-            share = float((group["nnz"] < K).mean())
-        else:
-            K, share = math.nan, math.nan
-        rows.append({**row, "P": n_pixels if n_pixels else math.nan, "K": K,
+        K = selection_size(group, row["k"], n_pixels)
+        share = float((group["nnz"] < K).mean()) if K is not None else math.nan
+        rows.append({**row, "k": labels[float(row["k"])],
+                     "P": n_pixels if n_pixels else math.nan,
+                     "K": K if K is not None else math.nan,
                      "images": int(group["point"].nunique()), "share nnz < K": share})
     table = pd.DataFrame(rows, columns=columns)
     return _sort(table, ["dataset", "arch", "rule", "layer", "method", "model", "n_samples"])
@@ -262,7 +314,7 @@ def mann_whitney_display(table: pd.DataFrame) -> pd.DataFrame:
 def spearman_display(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`spearman_table` with one column per layer: ρ and its p-value."""
     return layer_pivot(
-        table, ["dataset", "arch", "attack", "rule", "model", "method", "n_samples"],
+        table, ["dataset", "arch", "attack", "rule", "model", "method", "n_samples", "k"],
         lambda r: "n.a." if math.isnan(r["rho"]) else f"{r['rho']:+.2f} ({_p_text(r['p'])})")
 
 
