@@ -12,11 +12,11 @@ the figures, the report and the CLI summary alike.
 from bayeslrp.analysis.comparisons import (DIFFERENCE_COLUMNS, DIFFERENCES_FILE, GROUP,
                                            RESULT_COLUMNS, RESULT_ORDER, RESULTS_FILE,
                                            SPEARMAN_COLUMNS, SPEARMAN_FILE, TABLE_ORDER,
-                                           TEST_COLUMNS, TESTS_FILE, baseline_map, differences,
+                                           TEST_COLUMNS, TESTS_FILE, baseline_map,
                                            mann_whitney_tests, paired_differences,
                                            spearman_table)
 
 __all__ = ["DIFFERENCE_COLUMNS", "DIFFERENCES_FILE", "GROUP", "RESULTS_FILE", "RESULT_COLUMNS",
            "RESULT_ORDER", "SPEARMAN_COLUMNS", "SPEARMAN_FILE", "TABLE_ORDER", "TESTS_FILE",
-           "TEST_COLUMNS", "baseline_map", "differences", "mann_whitney_tests",
+           "TEST_COLUMNS", "baseline_map", "mann_whitney_tests",
            "paired_differences", "spearman_table"]

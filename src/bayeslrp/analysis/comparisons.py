@@ -15,7 +15,7 @@ import pandas as pd
 
 __all__ = ["DIFFERENCE_COLUMNS", "DIFFERENCES_FILE", "GROUP", "RESULTS_FILE", "RESULT_COLUMNS",
            "RESULT_ORDER", "SPEARMAN_COLUMNS", "SPEARMAN_FILE", "TABLE_ORDER", "TESTS_FILE",
-           "TEST_COLUMNS", "baseline_map", "differences", "mann_whitney_tests",
+           "TEST_COLUMNS", "baseline_map", "mann_whitney_tests",
            "paired_differences", "spearman_table"]
 
 #: File names of the run-directory tables.
@@ -128,10 +128,6 @@ def paired_differences(results: pd.DataFrame,
         drop=True)
 
 
-def differences(results: pd.DataFrame, pairs: Mapping[str, str] | Iterable) -> pd.DataFrame:
-    """Alias of :func:`paired_differences` (the compare stage's former name)."""
-    return paired_differences(results, pairs)
-
 
 def _baseline_tests(diffs: pd.DataFrame) -> list[dict]:
     from bayeslrp import stats
@@ -148,12 +144,23 @@ def _baseline_tests(diffs: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _adv_bayes_tests(diffs: pd.DataFrame, own) -> list[dict]:
+def _registered_bayesian(diffs: pd.DataFrame) -> set[str]:
+    """Models whose method is registered as a posterior method (``ModelMethod.bayesian``)."""
+    from bayeslrp.plugins.models import MODEL_METHODS
+
+    methods = {m for m in diffs["method"].unique()
+               if m in MODEL_METHODS.names() and MODEL_METHODS.get(m).bayesian}
+    return set(diffs.loc[diffs["method"].isin(sorted(methods)), "model"])
+
+
+def _adv_bayes_tests(diffs: pd.DataFrame, own, bayesian) -> list[dict]:
     from bayeslrp import stats
 
     rows = []
     adv = diffs[diffs["method"] == "adv"]
-    bay = diffs[diffs["method"].isin(["vi", "hmc"]) & ~diffs["model"].isin(sorted(own))]
+    if bayesian is None:
+        bayesian = _registered_bayesian(diffs)
+    bay = diffs[diffs["model"].isin(sorted(set(bayesian) - set(own)))]
     for key, b in bay.groupby(_TEST_KEYS, sort=True):
         rec = dict(zip(_TEST_KEYS, key))
         for adv_model, a in adv[(adv["dataset"] == rec["dataset"])
@@ -170,8 +177,8 @@ def _adv_bayes_tests(diffs: pd.DataFrame, own) -> list[dict]:
     return rows
 
 
-def mann_whitney_tests(diffs: pd.DataFrame,
-                       own: set | frozenset = frozenset()) -> pd.DataFrame:
+def mann_whitney_tests(diffs: pd.DataFrame, own: set | frozenset = frozenset(),
+                       bayesian: Iterable[str] | None = None) -> pd.DataFrame:
     """One-sided Mann-Whitney U tests with stars (SPEC §6) of a differences table.
 
     ``baseline<model``: the baseline's LRP robustness is stochastically lower than the
@@ -187,6 +194,11 @@ def mann_whitney_tests(diffs: pd.DataFrame,
     own : set of str
         Models that are posterior samples attacked with their own gradient (used as
         deterministic nets): not Bayesian models in the ``adv<bayes`` tests.
+    bayesian : iterable of str, optional
+        The Bayesian models (posteriors explained and attacked as one) of the ``adv<bayes``
+        tests; the compare stage passes the config's. Default: every model whose method is
+        registered with ``bayesian = True`` in
+        :data:`bayeslrp.plugins.models.MODEL_METHODS` (``vi``, ``hmc`` and plug-ins).
 
     Returns
     -------
@@ -196,7 +208,7 @@ def mann_whitney_tests(diffs: pd.DataFrame,
         ``median_other_diff``: that of the adversarially trained model (``adv<bayes``; 0 for
         ``baseline<model``); ``u``: U of the first (lower) sample; ``pvalue`` and ``stars``.
     """
-    rows = _baseline_tests(diffs) + _adv_bayes_tests(diffs, own)
+    rows = _baseline_tests(diffs) + _adv_bayes_tests(diffs, own, bayesian)
     if not rows:
         return _empty(TEST_COLUMNS)
     out = pd.DataFrame(rows)[TEST_COLUMNS]

@@ -10,27 +10,20 @@ import pandas as pd
 
 from bayeslrp import metrics
 
-from bayeslrp import analysis as tables
+from bayeslrp import analysis
 from bayeslrp.experiment.stages.base import Stage, StageOutput
 from bayeslrp.experiment.stages.metrics import TABLE_FILE
 from bayeslrp.experiment.store import table_to_bytes
 from bayeslrp.fileio import atomic_write_bytes
 
-__all__ = ["CompareStage", "RESULTS_SCHEMA", "TABLE_FILES", "TABLE_ORDER"]
+__all__ = ["CompareStage", "RESULTS_SCHEMA", "TABLE_FILES"]
 
 # Version of the results table's columns, part of the compare key: 2 added source_model and
 # own_sample (the controls); 3 made k a float (fractional percentages) and added k_pixels.
 RESULTS_SCHEMA = 3
-RESULTS_FILE, DIFFERENCES_FILE = "results.parquet", "differences.parquet"
-TESTS_FILE, SPEARMAN_FILE = "tests.parquet", "spearman.parquet"
+RESULTS_FILE, DIFFERENCES_FILE = analysis.RESULTS_FILE, analysis.DIFFERENCES_FILE
+TESTS_FILE, SPEARMAN_FILE = analysis.TESTS_FILE, analysis.SPEARMAN_FILE
 TABLE_FILES = (RESULTS_FILE, DIFFERENCES_FILE, TESTS_FILE, SPEARMAN_FILE)
-TABLE_ORDER = {
-    RESULTS_FILE: tables.RESULT_ORDER,
-    DIFFERENCES_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k", "point"],
-    TESTS_FILE: ["dataset", "model", "test", "other", "attack", "rule", "layer", "n_samples",
-                 "k"],
-    SPEARMAN_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k"],
-}
 
 
 def results_table(params: dict, inputs) -> pd.DataFrame:
@@ -60,15 +53,16 @@ def results_table(params: dict, inputs) -> pd.DataFrame:
         df["own_sample"] = np.int64(model.get("own_sample", -1))
         frames.append(df)
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in tables.RESULT_COLUMNS})
-    table = pd.concat(frames, ignore_index=True)[list(tables.RESULT_COLUMNS)]
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in analysis.RESULT_COLUMNS})
+    table = pd.concat(frames, ignore_index=True)[list(analysis.RESULT_COLUMNS)]
     table["layer"] = table["layer"].astype(np.int64)
-    return table.sort_values(tables.RESULT_ORDER, kind="mergesort").reset_index(drop=True)
+    return table.sort_values(analysis.RESULT_ORDER, kind="mergesort").reset_index(drop=True)
 
 
 class CompareStage(Stage):
-    """Params: ``pairs`` (``[model, baseline]``) and ``tables`` (label, model, attack, rule,
-    layer of every metrics table, whose artifacts are the inputs by label)."""
+    """Params: ``pairs`` (``[model, baseline]``), ``bayesian`` (the posterior models of the
+    ``adv<bayes`` tests) and ``tables`` (label, model, attack, rule, layer of every metrics
+    table, whose artifacts are the inputs by label)."""
 
     name = "compare"
 
@@ -83,17 +77,19 @@ class CompareStage(Stage):
         shape = cfg.data.image_shape
         planner.shared["compare"] = planner.add(
             "compare", {"pairs": pairs, "tables": entries, "results_schema": RESULTS_SCHEMA,
+                        "bayesian": sorted(m.name for m in cfg.models if m.bayesian),
                         "pixels": shape[1] * shape[2], "topk_mode": cfg.metrics.topk_mode},
             {t.label: t.key for t in metrics}, "compare")
 
     def run(self, params, inputs, ctx):
         results = results_table(params, inputs)
-        diffs = tables.differences(results, [tuple(p) for p in params["pairs"]])
+        diffs = analysis.paired_differences(results, [tuple(p) for p in params["pairs"]])
         own = set(results.loc[results["own_sample"] >= 0, "model"])
+        tests = analysis.mann_whitney_tests(diffs, own, bayesian=params["bayesian"])
         files = {RESULTS_FILE: table_to_bytes(results.reset_index(drop=True)),
                  DIFFERENCES_FILE: table_to_bytes(diffs),
-                 TESTS_FILE: table_to_bytes(tables.mann_whitney_tests(diffs, own)),
-                 SPEARMAN_FILE: table_to_bytes(tables.spearman_table(results))}
+                 TESTS_FILE: table_to_bytes(tests),
+                 SPEARMAN_FILE: table_to_bytes(analysis.spearman_table(results))}
         return StageOutput(files, {"rows": int(len(results))})
 
     def publish(self, parts, store, run_dir):
@@ -110,7 +106,7 @@ def _combined(store, keys: list[str], name: str) -> bytes:
     frames = [store.load_table(k, name) for k in keys]
     frames = [f for f in frames if len(f)] or frames[:1]
     table = pd.concat(frames, ignore_index=True)
-    order = [c for c in TABLE_ORDER[name] if c in table.columns]
+    order = [c for c in analysis.TABLE_ORDER[name] if c in table.columns]
     if len(table) and order:
         table = table.sort_values(order, kind="mergesort")
     return table_to_bytes(table.reset_index(drop=True))
