@@ -49,6 +49,8 @@ DATASETS: dict[str, DatasetFacts] = {
     "cifar10": DatasetFacts((3, 32, 32), 10, (0.0, 1.0), 50000, 10000),
     # scikit-learn's digits, split by bayeslrp.data.builtin
     "digits": DatasetFacts((1, 8, 8), 10, (0.0, 1.0), 1348, 410),
+    # seeded CIFAR-shaped gratings (bayeslrp.data.cifar_synthetic); 100 test images per class
+    "cifar_synthetic": DatasetFacts((3, 32, 32), 10, (0.0, 1.0), 5000, 1000),
     # seeded random images; the shape is the config's (MNIST's by default)
     "synthetic": DatasetFacts((1, 28, 28), 10, (0.0, 1.0), 1000, 200),
 }

@@ -17,6 +17,11 @@ from .errors import BayesLRPError
 LEAKY_SLOPE = 0.01
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+#: The statistics the original's CIFAR code (bayesian-torch's example) normalises with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``normalize`` choices of resnet20: per-channel (mean, std) of its first layer.
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "cifar": (CIFAR_MEAN, CIFAR_STD)}
 
 
 class Normalize(nn.Module):
@@ -101,13 +106,26 @@ def _conv(
     return nn.Sequential(*features, nn.Linear(n_flat, n_classes))
 
 
-def _resnet20(in_shape=(3, 32, 32), n_classes: int = 10, normalize: bool = True) -> nn.Sequential:
+def _normalization(normalize: bool | str, c_in: int) -> nn.Module:
+    """The first layer of resnet20: ``"imagenet"``, ``"cifar"`` or ``"none"`` (True: cifar,
+    the meaning of the former boolean option; False: none)."""
+    if isinstance(normalize, bool):
+        normalize = "cifar" if normalize else "none"
+    if normalize == "none":
+        return nn.Identity()
+    if normalize not in NORMALIZATIONS:
+        raise TypeError(f"normalize must be one of {', '.join([*NORMALIZATIONS, 'none'])}; "
+                        f"got {normalize!r}")
+    mean, std = NORMALIZATIONS[normalize]
+    if c_in > len(mean):
+        raise TypeError(f"{normalize} statistics have {len(mean)} channels; images have {c_in}")
+    return Normalize(mean[:c_in], std[:c_in])
+
+
+def _resnet20(in_shape=(3, 32, 32), n_classes: int = 10,
+              normalize: bool | str = "imagenet") -> nn.Sequential:
     c_in = in_shape[0]
-    layers: list[nn.Module] = []
-    if normalize:
-        layers.append(Normalize(CIFAR_MEAN[:c_in], CIFAR_STD[:c_in]))
-    else:
-        layers.append(nn.Identity())
+    layers: list[nn.Module] = [_normalization(normalize, c_in)]
     layers += [nn.Conv2d(c_in, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
     channels = 16
     for width, stride in ((16, 1), (32, 2), (64, 2)):
@@ -139,11 +157,14 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Sequential:
     name : {"fc2", "conv", "resnet20"}
         ``fc2``: two hidden fully connected layers (``hidden``, default 512).
         ``conv``: two convolutions (``channels`` = 32, ``hidden`` = 512) and a linear head.
-        ``resnet20``: He et al.'s CIFAR ResNet-20 with option-A shortcuts.
+        ``resnet20``: He et al.'s CIFAR ResNet-20 with option-A shortcuts; ``normalize``
+        (``"imagenet"`` default, as the original's code; ``"cifar"``; ``"none"``) is its
+        first layer, so images, attacks and clamps stay in [0, 1].
     seed : int or None
         Seed of the weight initialisation (``None``: torch's global generator).
     **kwargs
-        Builder options: ``hidden``, ``channels``, ``in_shape`` (C, H, W), ``n_classes``.
+        Builder options: ``hidden``, ``channels``, ``in_shape`` (C, H, W), ``n_classes``,
+        ``normalize`` (resnet20).
 
     Returns
     -------

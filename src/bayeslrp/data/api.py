@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bayeslrp.data import builtin, cifar, locations, sources, verify
+from bayeslrp.data import builtin, cifar, cifar_synthetic, locations, sources, verify
 from bayeslrp.data.idx import decode_idx
 from bayeslrp.data.registry import (IDX_FILES, BuiltinDataset, CifarDataset, IdxDataset, check_split, get_spec,
                                     known_sha256)
@@ -36,7 +36,8 @@ def load(name: str, split: str = "test", *, data_dir: PathLike = None, cache_dir
     Parameters
     ----------
     name
-        One of :data:`DATASETS`: ``mnist``, ``fashion_mnist``, ``cifar10``, ``digits``, ``synthetic``.
+        One of :data:`DATASETS`: ``mnist``, ``fashion_mnist``, ``cifar10``, ``digits``,
+        ``synthetic``, ``cifar_synthetic``.
     split
         ``"train"`` or ``"test"``.
     data_dir
@@ -49,7 +50,8 @@ def load(name: str, split: str = "test", *, data_dir: PathLike = None, cache_dir
         Base URL replacing the canonical locations (``<mirror>/<dataset>/<file>``); default
         ``$BAYESLRP_MIRROR``.
     **options
-        Only for ``synthetic``: ``n``, ``shape=(C, H, W)``, ``n_classes``, ``seed``, ``noise``.
+        Only for ``synthetic``: ``n``, ``shape=(C, H, W)``, ``n_classes``, ``seed``, ``noise``;
+        for ``cifar_synthetic``: ``n``, ``seed``, ``noise``.
 
     Returns
     -------
@@ -72,6 +74,12 @@ def load(name: str, split: str = "test", *, data_dir: PathLike = None, cache_dir
                 return builtin.synthetic(split, **options)
             except TypeError as exc:
                 raise BayesLRPError(f"synthetic data: {exc}; allowed options: n, shape, n_classes, seed, noise") from exc
+        if spec.name == "cifar_synthetic":
+            try:
+                return cifar_synthetic.cifar_synthetic(split, **options)
+            except TypeError as exc:
+                raise BayesLRPError(f"cifar_synthetic data: {exc}; allowed options: n, seed, "
+                                    "noise") from exc
         if options:
             raise BayesLRPError(f"options {sorted(options)} only apply to the 'synthetic' dataset")
         return builtin.digits(split)

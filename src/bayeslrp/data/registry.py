@@ -139,6 +139,10 @@ SPECS: dict[str, Spec] = {
         name="digits", **_facts("digits"), n_test=449,
         note="bundled with scikit-learn (sklearn.datasets.load_digits)",
     ),
+    "cifar_synthetic": BuiltinDataset(
+        name="cifar_synthetic", **_facts("cifar_synthetic"), n_test=1000,
+        note="generated on demand from a seed: CIFAR-shaped gratings (bayeslrp.data.cifar_synthetic)",
+    ),
     "synthetic": BuiltinDataset(
         name="synthetic", shape=None, n_train=None, n_test=None, n_classes=None,
         note="generated on demand from a seed",

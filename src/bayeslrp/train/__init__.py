@@ -4,7 +4,8 @@ from __future__ import annotations
 from .adversarial import adversarial
 from .deterministic import deterministic
 from .hmc import hmc
+from .options import TrainOptions
 from .vi import vi
 from .vi_elbo import negative_elbo
 
-__all__ = ["deterministic", "adversarial", "vi", "hmc", "negative_elbo"]
+__all__ = ["TrainOptions", "deterministic", "adversarial", "vi", "hmc", "negative_elbo"]

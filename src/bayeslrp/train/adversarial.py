@@ -7,6 +7,7 @@ from torch import nn
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from .loop import fit
+from .options import TrainOptions
 from .perturb import fgsm_step, pgd_steps
 
 ADV_MODES = ("fgsm", "mix", "pgd")
@@ -15,7 +16,8 @@ ADV_MODES = ("fgsm", "mix", "pgd")
 def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.2,
                 mode: str = "fgsm", epochs: int = 15, lr: float = 1e-3, batch_size: int = 128,
                 pgd_steps_: int = 40, pgd_alpha: float = 0.01, seed: int = 0,
-                progress: bool = True, device: str | torch.device | None = None) -> Ensemble:
+                progress: bool = True, device: str | torch.device | None = None,
+                options: TrainOptions | None = None) -> Ensemble:
     """Adversarially train a copy of ``net``; return an S = 1 Ensemble.
 
     Parameters
@@ -27,7 +29,8 @@ def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float 
     eps : float
         Radius of the L∞ ball, in pixel units of [0, 1] images.
 
-    Other parameters are those of :func:`bayeslrp.train.deterministic`.
+    Other parameters (``options`` too) are those of :func:`bayeslrp.train.deterministic`;
+    with augmentation, the FGSM/PGD examples are made from the augmented batch.
     """
     if mode not in ADV_MODES:
         raise BayesLRPError(f"unknown adversarial training mode {mode!r}; choose {', '.join(ADV_MODES)}")
@@ -49,9 +52,11 @@ def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float 
 
     model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          progress=progress, description=f"train adv ({mode})", device=device,
-                         batch_transform=make_batch)
+                         batch_transform=make_batch, options=options)
     meta = {"method": "adv", "adv_mode": mode, "eps": eps, "epochs": epochs, "lr": lr,
             "batch_size": batch_size, "seed": seed, "history": history}
+    if options is not None and options != TrainOptions():
+        meta["options"] = options.as_dict()
     if mode == "pgd":
         meta.update(pgd_steps=pgd_steps_, pgd_alpha=pgd_alpha)
     return Ensemble.from_module(model, meta=meta)

@@ -6,11 +6,13 @@ from torch import nn
 
 from ..ensemble import Ensemble
 from .loop import fit
+from .options import TrainOptions
 
 
 def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 15,
                   lr: float = 1e-3, batch_size: int = 128, seed: int = 0, progress: bool = True,
-                  device: str | torch.device | None = None) -> Ensemble:
+                  device: str | torch.device | None = None,
+                  options: TrainOptions | None = None) -> Ensemble:
     """Train a copy of ``net`` by maximum likelihood and return it as an S = 1 Ensemble.
 
     Parameters
@@ -27,9 +29,14 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
         Show a progress bar on stderr.
     device : str, optional
         Where to train (default: where ``x`` is).
+    options : TrainOptions, optional
+        Optimiser, learning-rate steps and augmentation (default: Adam, constant, none).
     """
     model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                         progress=progress, description="train det", device=device)
+                         progress=progress, description="train det", device=device,
+                         options=options)
     meta = {"method": "det", "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
             "history": history}
+    if options is not None and options != TrainOptions():
+        meta["options"] = options.as_dict()
     return Ensemble.from_module(model, meta=meta)

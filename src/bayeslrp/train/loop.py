@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import BayesLRPError
 from ..progress import progress_bar
+from .options import TrainOptions
 
 BatchTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -25,29 +26,39 @@ def check_training_data(x: torch.Tensor, y: torch.Tensor) -> None:
 def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
         batch_size: int, seed: int, progress: bool, description: str,
         device: str | torch.device | None = None,
-        batch_transform: BatchTransform | None = None) -> tuple[nn.Module, dict]:
-    """Train a copy of ``net`` with Adam on cross-entropy; return it (eval mode) and a history.
+        batch_transform: BatchTransform | None = None,
+        options: TrainOptions | None = None) -> tuple[nn.Module, dict]:
+    """Train a copy of ``net`` on cross-entropy; return it (eval mode) and a history.
 
-    ``batch_transform(model, xb, yb)`` may replace each batch (adversarial training).
+    ``options`` chooses the optimiser (default Adam), learning-rate steps and augmentation
+    (:class:`~bayeslrp.train.options.TrainOptions`); augmented batches are what
+    ``batch_transform(model, xb, yb)`` sees, which may replace them (adversarial training).
     """
     check_training_data(x, y)
     if epochs < 1 or lr <= 0 or batch_size < 1:
         raise BayesLRPError("epochs and batch_size must be >= 1 and lr > 0")
+    options = options or TrainOptions()
     device = torch.device(device or x.device)
     model = copy.deepcopy(net).to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    optimiser = options.optimizer_for(model.parameters(), lr)
+    augment = options.augmenter(seed)
     generator = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
     history: dict = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
     with progress_bar(description, epochs * n_batches, enabled=progress) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             started = time.perf_counter()
+            if options.lr_milestones:
+                for group in optimiser.param_groups:
+                    group["lr"] = options.lr_at(epoch, lr)
             order = torch.randperm(n, generator=generator)
             total_loss, correct = 0.0, 0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 xb, yb = x[idx].to(device), y[idx].to(device)
+                if augment is not None:
+                    xb = augment(xb)
                 if batch_transform is not None:
                     xb, yb = batch_transform(model, xb, yb)
                 logits = model(xb)

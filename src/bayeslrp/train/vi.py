@@ -15,6 +15,7 @@ from .. import nets
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from .loop import check_training_data
+from .options import TrainOptions
 from .vi_meanfield import draw, fit
 
 DEFAULT_INIT_STD = 1e-3
@@ -32,14 +33,17 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
        prior_std: float = 1.0, n_samples: int = 100, batch_size: int = 128, seed: int = 0,
        progress: bool = True, device: str | torch.device | None = None,
        local_reparam: bool = True, init_std: float = DEFAULT_INIT_STD,
-       lr_schedule: str = "constant") -> Ensemble:
+       lr_schedule: str = "constant", num_particles: int = 1,
+       mu_init_std: float | None = None, options: TrainOptions | None = None) -> Ensemble:
     """Fit a mean-field Gaussian posterior over all weights and biases; return ``n_samples`` draws.
 
     Parameters
     ----------
     net : nn.Module
         A network from :func:`bayeslrp.nets.build` (paper: ``conv``); its weights are the
-        initial means.
+        initial means. Parameters of Linear and Conv2d modules are variational; any other
+        (BatchNorm scale and shift) is a point estimate, and BatchNorm running statistics are
+        learnt in training mode; every draw carries the final ones.
     x, y : Tensor
         Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``.
     epochs, lr, batch_size : int, float, int
@@ -58,6 +62,14 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
         Initial σ = softplus(ρ) of every weight (default 1e-3).
     lr_schedule : {"constant", "cosine"}
         Learning-rate schedule (paper: constant).
+    num_particles : int
+        Network samples per data point and step (Monte-Carlo draws of the data term; the
+        original's CIFAR ResNet: 5).
+    mu_init_std : float, optional
+        Initial means drawn from N(0, mu_init_std²) (bayesian-torch: 0.1) instead of ``net``'s
+        weights.
+    options : TrainOptions, optional
+        Optimiser (Adam), learning-rate milestones and augmentation; no weight decay.
     progress : bool
         Progress bar with the ELBO terms (batch NLL and KL/N).
     device : str, optional
@@ -77,10 +89,12 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
     model, history = fit(net, x, y, epochs=epochs, lr=lr, prior_std=prior_std,
                          batch_size=batch_size, seed=seed, init_std=init_std,
                          local_reparam=local_reparam, lr_schedule=lr_schedule, progress=progress,
-                         device=device)
+                         device=device, num_particles=num_particles, mu_init_std=mu_init_std,
+                         options=options)
     train_seconds = time.perf_counter() - started
     mu, rho = model.means(), model.rhos()
-    buffers = {name: b.detach() for name, b in model.net.named_buffers()}
+    fixed = {name: b.detach() for name, b in model.net.named_buffers()}
+    fixed.update(model.points())
     order = list(model.net.state_dict())
     draws = [draw(mu, rho, seed, j) for j in range(n_samples)]
     params = {}
@@ -88,7 +102,7 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
         if name in mu:
             params[name] = torch.stack([d[name] for d in draws])
         else:
-            params[name] = buffers[name].unsqueeze(0).expand(n_samples, *buffers[name].shape).clone()
+            params[name] = fixed[name].unsqueeze(0).expand(n_samples, *fixed[name].shape).clone()
     extras = {f"mu.{k}": v for k, v in mu.items()}
     extras.update({f"rho.{k}": v for k, v in rho.items()})
     meta = {"method": "vi", "epochs": epochs, "lr": lr, "prior_std": prior_std,
@@ -98,4 +112,10 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
             "draw_rule": "draw j = mu + softplus(rho) * eps_j, eps_j ~ N(0, I) from a CPU "
                          "torch.Generator seeded with derive_seed(seed, 'vi-draw', j), "
                          "parameters in state_dict order"}
+    if num_particles != 1:
+        meta["num_particles"] = num_particles
+    if mu_init_std is not None:
+        meta["mu_init_std"] = mu_init_std
+    if options is not None and options != TrainOptions():
+        meta["options"] = options.as_dict()
     return Ensemble(spec, params, meta=meta, extras=extras)

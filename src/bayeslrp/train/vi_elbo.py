@@ -34,7 +34,8 @@ def meanfield_from_ensemble(ens: Ensemble) -> MeanField:
         raise BayesLRPError("not a VI ensemble: it carries no variational parameters "
                             "(extras mu.* / rho.*)")
     net = nets.build_from_spec(ens.spec).to(ens.device)
-    net.load_state_dict({**net.state_dict(), **mu})
+    # sample 0 holds the point estimates and buffers (BatchNorm) every draw shares
+    net.load_state_dict({**{k: v[0] for k, v in ens.params.items()}, **mu})
     model = MeanField(net, prior_std=float(ens.meta.get("prior_std", 1.0)),
                       local_reparam=bool(ens.meta.get("local_reparam", True)))
     with torch.no_grad():

@@ -5,14 +5,17 @@ from typing import Any, Literal
 
 from bayeslrp.plugins.models.base import ModelMethod, ModelSpecBase, last_value
 from bayeslrp.plugins.models.deterministic import default_epochs
+from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
 from bayeslrp.plugins.spec import ConfigIssue, Epsilon, PosFloat, PosInt
 
 __all__ = ["AdvMethod", "AdvModel", "adv_mode"]
 
 PGD_STEPS_DEFAULT, PGD_ALPHA_DEFAULT = 40, 0.01
+#: Adversarial epochs where they differ from the det ones (the original's CIFAR ResNet-20).
+ADV_EPOCHS_DEFAULT = {"resnet20": 150}
 
 
-class AdvModel(ModelSpecBase):
+class AdvModel(ModelSpecBase, TrainOptionFields):
     """Adversarial training: batches replaced by (or mixed with) FGSM/PGD examples."""
 
     method: Literal["adv"]
@@ -40,7 +43,10 @@ class AdvMethod(ModelMethod):
     Spec = AdvModel
 
     def resolve(self, spec: Any, dataset: str) -> dict[str, Any]:
-        update = default_epochs(spec.arch, dataset) if spec.epochs is None else {}
+        update = {}
+        if spec.epochs is None:
+            update = ({"epochs": ADV_EPOCHS_DEFAULT[spec.arch]} if spec.arch in ADV_EPOCHS_DEFAULT
+                      else default_epochs(spec.arch, dataset))
         if spec.adv_attack == "fgsm":
             for key in ("adv_steps", "adv_alpha"):
                 if getattr(spec, key) is not None:
@@ -63,7 +69,8 @@ class AdvMethod(ModelMethod):
                  if spec["adv_attack"] == "pgd" else {})
         return train.adversarial(net, x, y, eps=spec["adv_eps"], mode=adv_mode(spec),
                                  epochs=spec["epochs"], lr=spec["lr"],
-                                 batch_size=spec["batch_size"], **extra, **common)
+                                 batch_size=spec["batch_size"], options=train_options(spec),
+                                 **extra, **common)
 
     def diagnostics(self, meta):
         return {"final_loss": last_value(meta, "loss"),

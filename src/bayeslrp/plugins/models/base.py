@@ -66,8 +66,11 @@ class ModelMethod:
         return None
 
     def key_params(self, spec: Any) -> dict[str, Any]:
-        """The spec as it enters the artifact key."""
-        return spec.model_dump(mode="json", exclude=set(self.unkeyed))
+        """The spec as it enters the artifact key (training options at their defaults left
+        out, see :mod:`bayeslrp.plugins.models.train_options`)."""
+        from bayeslrp.plugins.models.train_options import drop_default_options
+
+        return drop_default_options(spec.model_dump(mode="json", exclude=set(self.unkeyed)))
 
     def train(self, spec: Mapping[str, Any], net, x, y, *, init=None,
               common: Mapping[str, Any], scratch=None):
