@@ -58,25 +58,10 @@ __all__ = [
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; refuse devices that are absent."""
-    import torch
+    """:func:`bayeslrp.devices.resolve_device` as a string (``auto`` → ``cuda`` or ``cpu``)."""
+    from bayeslrp.devices import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BayesLRPError(f"device {device} requested but CUDA is not available; use "
-                                f"--device cpu")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise BayesLRPError(f"device {device} requested but only "
-                                f"{torch.cuda.device_count()} CUDA device(s) exist")
-    elif device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise BayesLRPError("device mps requested but it is not available; use --device cpu")
-    elif device != "cpu":
-        raise BayesLRPError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
-    return device
+    return str(resolve(device))
 
 
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
@@ -198,7 +183,8 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
                 raise BayesLRPError(problem)
             skipped.append(f"{cfg.name} ({cfg.data.dataset}): {problem}")
             continue
-        parts.append(Part(cfg, expand_grid(cfg), resolve_device(cfg.device)))
+        dev = resolve_device(cfg.device)
+        parts.append(Part(cfg, expand_grid(cfg, device_type=dev.split(":")[0]), dev))
     if not parts:
         raise BayesLRPError(f"no config can run: {'; '.join(skipped)}")
     path = Path(run_dir)
@@ -216,6 +202,10 @@ def execute_task(task: Task, store: Store, ctx: StageContext) -> float:
     its own :class:`Store` on the run directory: the artifact is written atomically.
     """
     stage = STAGES.get(task.stage)()
+    keyed, here = task.params.get("device", "cpu"), ctx.device.split(":")[0]
+    if stage.device_dependent and keyed != here:
+        raise BayesLRPError(f"{task.label} is keyed for device {keyed} but would run on {here}; "
+                            f"plan and run on the same device type")
     inputs = {role: ArtifactRef(store, key) for role, key in task.deps.items()}
     for role, ref in inputs.items():
         if not store.has(ref.key):
@@ -428,6 +418,9 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
         _executor_class(executor)
         if executor == "ray" and importlib.util.find_spec("ray") is None:
             raise BayesLRPError("the Ray executor needs Ray: pip install 'bayeslrp[ray]'")
+    from bayeslrp.devices import configure_torch
+
+    torch_flags = [configure_torch(p.device) for p in plan.parts]
     store = Store(plan.run_dir)
     store.clean_tmp()
     seeds = {f"{p.config.name}.seed": p.config.seed for p in plan.parts}
@@ -438,6 +431,7 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     store.begin_run(config_key=keys[0] if len(keys) == 1 else config_key(keys), seeds=seeds,
                     extra={"names": [p.config.name for p in plan.parts],
                            "devices": [p.device for p in plan.parts],
+                           "torch": torch_flags,
                            "tasks": sum(len(p.grid) for p in plan.parts),
                            "skipped": list(plan.skipped)})
     status = "failed"

@@ -47,6 +47,7 @@ class PredictStage(Stage):
     """Output ``probs.safetensors``: ``probs [len(n), B, C]`` (float64), ``n_samples``."""
 
     name = "predict"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config
