@@ -184,9 +184,10 @@ class Ensemble:
         """Logits of the first ``n_samples`` samples, ``[S, B, C]``; differentiable in ``x``.
 
         Vectorised over images and samples; samples are processed in chunks whose activations fit
-        ``memory_budget`` bytes.
+        ``memory_budget`` bytes. ``x`` is moved to the ensemble's device (differentiably).
         """
         n = self.resolve_n(n_samples)
+        x = x.to(self.device)
         outs = [self._forward_params({k: v[sl] for k, v in self.params.items()}, x)
                 for sl in self.sample_chunks(n, x, memory_budget)]
         return torch.cat(outs, dim=0)

@@ -153,7 +153,7 @@ def _check_run_dir(run_dir: Path) -> None:
 
 
 def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None, *,
-             skip_unavailable: bool = False) -> Plan:
+             skip_unavailable: bool = False, local_device: bool = True) -> Plan:
     """Validate everything without writing anything.
 
     Parameters
@@ -165,6 +165,10 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
     skip_unavailable : bool
         Leave out documents whose dataset is not available (``Plan.skipped`` says which);
         otherwise missing data is an error.
+    local_device : bool
+        The tasks run on this machine: a CUDA device must exist here. ``False`` (the Ray
+        executor, whose workers may have GPUs the driver lacks): only the value is checked,
+        ``auto`` is resolved here for the keys, and the executor checks the cluster.
 
     Raises
     ------
@@ -183,7 +187,13 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
                 raise BayesLRPError(problem)
             skipped.append(f"{cfg.name} ({cfg.data.dataset}): {problem}")
             continue
-        dev = resolve_device(cfg.device)
+        if local_device:
+            dev = resolve_device(cfg.device)
+        else:
+            from bayeslrp.devices import device_type
+
+            dev = cfg.device if cfg.device != "auto" else device_type("auto")
+            device_type(dev)
         parts.append(Part(cfg, expand_grid(cfg, device_type=dev.split(":")[0]), dev))
     if not parts:
         raise BayesLRPError(f"no config can run: {'; '.join(skipped)}")
@@ -413,7 +423,8 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
         For user errors; problems with the config are found before anything is written.
     """
     started = time.perf_counter()
-    plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable)
+    plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable,
+                    local_device=executor == "local" or not isinstance(executor, str))
     if isinstance(executor, str):  # an unknown name or a missing Ray fails before any write
         _executor_class(executor)
         if executor == "ray" and importlib.util.find_spec("ray") is None:
