@@ -57,6 +57,14 @@ def test_device_is_validated_on_every_command(tmp_path, command, device, words):
     assert not any(p.exists() for p in (tmp_path / "r", tmp_path / "m", tmp_path / "a"))
 
 
+def test_plan_takes_the_device_of_the_run(tmp_path):
+    code, _, err = _call(["plan", "--profile", "quick", "--device", "gpu"])
+    _one_line(code, err)
+    code, out, err = _call(["plan", "--profile", "quick", "--device", "cuda"])
+    assert code == 0, err  # a GPU run may be planned on a machine without one
+    assert "train" in out
+
+
 @NO_CUDA
 def test_train_device_cuda_without_cuda_is_one_line(tmp_path):
     code, _, err = _call(_commands(tmp_path)["train"] + ["--device", "cuda:7"])
