@@ -260,6 +260,8 @@ def test_lrp_chunks_grow_with_device_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
     working, budget = engine.device_limits(torch.device("cuda"), 1 << 30)
     assert working == 80 * 2**30 // 64 and budget == 10 * 2**30
+    assert devices.memory_budget("cuda:0", 1 << 20) == 10 * 2**30
+    assert devices.memory_budget("cpu", 1 << 20) == 1 << 20
     fp = (2 << 20, 1 << 20)  # 2 MiB per (sample, image) pair, 1 MiB largest activation
     cpu = engine._plan(100, 500, fp, 1 << 30, keep_samples=False)
     gpu = engine._plan(100, 500, fp, budget, keep_samples=False, working=working)

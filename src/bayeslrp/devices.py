@@ -28,13 +28,16 @@ import torch
 
 from bayeslrp.errors import BayesLRPError
 
-__all__ = ["CUBLAS_WORKSPACE", "DEVICE_CHOICES", "configure_torch", "device_type",
-           "resolve_device", "torch_facts"]
+__all__ = ["CUBLAS_WORKSPACE", "DEVICE_CHOICES", "GPU_BUDGET_SHARE", "configure_torch",
+           "device_type", "memory_budget", "resolve_device", "torch_facts"]
 
 #: cuBLAS workspace setting that makes its reductions deterministic (CUDA docs, "Results
 #: reproducibility"); 8 buffers of 4 MiB.
 CUBLAS_WORKSPACE = ":4096:8"
 DEVICE_CHOICES = "cpu, cuda, cuda:N or auto"
+#: On CUDA a chunk of work (activations of a forward pass, an attack's graph, an LRP chunk) may
+#: use this share of the device's memory instead of a budget sized for a CPU.
+GPU_BUDGET_SHARE = 1 / 8
 _SPEC = re.compile(r"^(cpu|auto|mps|cuda(:[0-9]+)?)$")
 
 
@@ -95,6 +98,16 @@ def resolve_device(spec: str | torch.device) -> torch.device:
             raise BayesLRPError(f"device {text} requested but only {count} CUDA device(s) "
                                 f"exist (cuda:0 .. cuda:{count - 1})")
     return torch.device(text)
+
+
+def memory_budget(device: str | torch.device, default: int) -> int:
+    """Bytes one chunk may use on ``device``: ``default`` on the CPU, on CUDA at least
+    :data:`GPU_BUDGET_SHARE` of the device's memory (fewer, larger kernels keep a GPU busy)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return int(default)
+    total = torch.cuda.get_device_properties(dev).total_memory
+    return max(int(default), int(total * GPU_BUDGET_SHARE))
 
 
 def configure_torch(device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -29,24 +29,25 @@ from .rules import Rule, is_shared, make_rule
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
 WORKING_SET = 4 << 20  # bytes of a chunk's largest activation (about a CPU's cache)
 REDUCTIONS = ("mean", "mean_std", None)
-#: On CUDA the largest activation of a chunk may take this share of the device's memory, and a
-#: chunk this share in all (instead of a CPU cache's size and the 1 GiB budget): thousands of
-#: one-sample kernels would leave a GPU idle.
+#: On CUDA the largest activation of a chunk may take this share of the device's memory (and a
+#: chunk ``devices.GPU_BUDGET_SHARE`` in all) instead of a CPU cache's size and the 1 GiB
+#: budget: thousands of one-sample kernels would leave a GPU idle.
 GPU_WORKING_SHARE = 1 / 64
-GPU_BUDGET_SHARE = 1 / 8
 
 
 def device_limits(device: torch.device, budget: int) -> tuple[int, int]:
     """(working set, budget) in bytes of one chunk on ``device``.
 
     The CPU keeps :data:`WORKING_SET` and ``budget``; a CUDA device raises both to shares of
-    its memory (:data:`GPU_WORKING_SHARE`, :data:`GPU_BUDGET_SHARE`), never below them.
+    its memory (:data:`GPU_WORKING_SHARE`, :data:`bayeslrp.devices.GPU_BUDGET_SHARE`), never
+    below them.
     """
+    from ..devices import memory_budget
+
     if device.type != "cuda":
         return WORKING_SET, int(budget)
     total = torch.cuda.get_device_properties(device).total_memory
-    return (max(WORKING_SET, int(total * GPU_WORKING_SHARE)),
-            max(int(budget), int(total * GPU_BUDGET_SHARE)))
+    return max(WORKING_SET, int(total * GPU_WORKING_SHARE)), memory_budget(device, budget)
 
 
 # --------------------------------------------------------------------------- model and job

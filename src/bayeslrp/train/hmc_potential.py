@@ -96,6 +96,7 @@ class NetworkPotential:
                     acc += g
                 total += nll.detach().double()
         qd = q.detach()
-        total = float(total) + 0.5 * float((qd.double() ** 2).sum()) / self.prior_var
+        # the same float64 operations, in the same order, as Python floats would do them
+        total = float(total + 0.5 * (qd.double() ** 2).sum() / self.prior_var)
         grad = torch.cat([g.reshape(-1) for g in grads]) + qd / self.prior_var
         return total, grad
