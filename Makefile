@@ -7,7 +7,7 @@ DATA_STAMP := $(VENV)/.bayeslrp-data
 SYSTEM_STAMP := $(VENV)/.bayeslrp-system
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install data test test-slow demo bench clean-venv
+.PHONY: install data test test-slow test-gpu demo bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: $(DATA_STAMP)
 
 test-slow: $(DATA_STAMP)
 	$(PYTEST) -q -m slow
+
+# Tests marked gpu (CPU-vs-CUDA agreement, CUDA determinism, Ray with GPUs); one line without
+# CUDA. Needs a CUDA build of torch in the venv (docs/gpu.md). scripts/gpu_check.sh runs it.
+test-gpu:
+	@if $(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; \
+	then $(PYTEST) -q -m gpu; else echo "test-gpu: no CUDA device on this machine; GPU tests skipped"; fi
 
 demo: $(DATA_STAMP)
 	$(BIN)/bayeslrp demo

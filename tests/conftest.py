@@ -4,6 +4,53 @@ from __future__ import annotations
 import pytest
 import torch
 
+CUDA = torch.cuda.is_available()
+NO_CUDA_REASON = "needs CUDA; none on this machine (run `make test-gpu` on a GPU machine)"
+
+
+@pytest.hookimpl(trylast=True)  # after ``-m`` deselection: count only the tests that would run
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip on a machine without CUDA (one summary line says so)."""
+    if CUDA:
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA_REASON)
+    gpu = [item for item in items if "gpu" in item.keywords]
+    for item in gpu:
+        item.add_marker(skip)
+    config.stash[_GPU_SKIPPED] = len(gpu)
+
+
+_GPU_SKIPPED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = config.stash.get(_GPU_SKIPPED, 0)
+    if skipped:
+        terminalreporter.write_line(f"{skipped} GPU tests skipped: no CUDA device on this "
+                                    f"machine")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request):
+    """``cpu``, and ``cuda`` (marked ``gpu``) when present, with torch's flags set for it."""
+    from bayeslrp.devices import configure_torch
+
+    dev = torch.device(request.param)
+    configure_torch(dev)
+    return dev
+
+
+@pytest.fixture
+def cuda():
+    """The CUDA device, for tests whose reference is the CPU itself (mark them ``gpu``)."""
+    if not CUDA:
+        pytest.skip(NO_CUDA_REASON)
+    from bayeslrp.devices import configure_torch
+
+    dev = torch.device("cuda")
+    configure_torch(dev)
+    return dev
+
 
 @pytest.fixture
 def tiny_data():

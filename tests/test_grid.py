@@ -131,27 +131,66 @@ CASES = {
     "n_train": (lambda c: c["data"].update(n_train=1000), lambda t: t.stage == "train"),
     "pgd steps": (lambda c: c["attacks"][1].update(steps=20),
                   lambda t: t.stage == "attack" and t.coords["attack"] == "pgd"),
-    "name, device, data_dir": (lambda c: c.update(name="other", device="auto") or
-                               c["data"].update(data_dir="/tmp/x"), lambda t: False),
+    "name, data_dir": (lambda c: c.update(name="other") or
+                       c["data"].update(data_dir="/tmp/x"), lambda t: False),
+    # the device *type* is keyed, not its index: cuda and cuda:1 share every artifact
+    "cuda index": (lambda c: c.update(device="cuda:1"), lambda t: False),
 }
+DEVICE_STAGES = {"train", "select", "attack", "predict", "explain"}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_change_invalidates_exactly_the_downstream_tasks(case):
     mutate, is_root = CASES[case]
+    base = BASE_GRID if case != "cuda index" else _grid(lambda c: c.update(device="cuda"))
     changed_grid = _grid(mutate)
-    old, new = _keys(BASE_GRID), _keys(changed_grid)
+    old, new = _keys(base), _keys(changed_grid)
     assert set(old) == set(new)
     changed = {label for label in old if old[label] != new[label]}
-    expected = BASE_GRID.downstream(_roots(BASE_GRID, is_root))
+    expected = base.downstream(_roots(base, is_root))
     if expected:
         expected.add("compare")
     assert changed == expected
     # an unchanged task really is untouched: same params and deps
-    for t in BASE_GRID.tasks:
+    for t in base.tasks:
         if t.label not in changed:
             other = changed_grid.by_label(t.label)
             assert (other.params, other.deps) == (t.params, t.deps)
+
+
+@pytest.mark.parametrize("spec", ["cpu", "auto"])
+def test_cpu_keys_carry_no_device(spec, monkeypatch):
+    # CPU keys are those of run dirs made before the device entered keys
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    grid = _grid(lambda c: c.update(device=spec))
+    assert _keys(grid) == _keys(BASE_GRID)
+    assert not any("device" in t.params for t in grid.tasks)
+
+
+def test_stage_keys_differ_by_device_type():
+    cuda = _grid(lambda c: c.update(device="cuda"))
+    old, new = _keys(BASE_GRID), _keys(cuda)
+    changed = {label for label in old if old[label] != new[label]}
+    roots = _roots(BASE_GRID, lambda t: t.stage in DEVICE_STAGES)
+    assert changed == BASE_GRID.downstream(roots) | {"compare"}
+    assert "data" not in changed
+    for t in cuda.tasks:
+        assert (t.params.get("device") == "cuda") == (t.stage in DEVICE_STAGES), t.label
+    # an explicit device type overrides the config's
+    assert _keys(expand_grid(load_config(BASE), device_type="cuda")) == new
+
+
+def test_select_keys_differ_by_device_type():
+    def own(c):
+        c["models"][2]["own_attack_sample"] = 0
+    cpu, cuda = _grid(own), _grid(lambda c: own(c) or c.update(device="cuda"))
+    selects = [t for t in cpu.tasks if t.stage == "select"]
+    assert selects
+    for t in selects:
+        assert cuda.by_label(t.label).key != t.key
+        assert cuda.by_label(t.label).params["device"] == "cuda"
 
 
 def test_vi_options_at_their_defaults_stay_out_of_the_training_key():

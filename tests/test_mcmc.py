@@ -382,3 +382,39 @@ def test_rhat_flags_chains_that_disagree():
     assert np.all(bl.mcmc.rhat(x) > 1.1)
     trend = rng.standard_normal((1, 1000, 3)) + np.linspace(0, 3, 1000)[None, :, None]
     assert np.all(bl.mcmc.split_rhat(trend) > 1.1)  # one chain that drifts: split halves disagree
+
+
+@pytest.mark.parametrize("every, seconds", [(7, None), (0, 1e-9), (0, 1e9)])
+def test_checkpoint_interval_keeps_bit_identical_resume(tmp_path, every, seconds):
+    """Checkpoints every 7 iterations, by time only (always due / never due before the end):
+    a killed chain resumes, with another interval too, to the uninterrupted chain's bits."""
+    mu, cov = gaussian_target(8)
+    fn = gaussian_potential(mu, cov)
+    init = torch.zeros(8, dtype=torch.float64)
+    reference, ref_diag = bl.mcmc.sample(fn, init, **RESUME_ARGS)
+    with pytest.raises(Killed):
+        bl.mcmc.sample(killer(fn, 420), init, checkpoint=tmp_path, checkpoint_every=every,
+                       checkpoint_seconds=seconds, **RESUME_ARGS)
+    index_file = tmp_path / "chain.json"
+    if seconds == 1e9:
+        assert not index_file.exists()
+    else:
+        index = json.loads(index_file.read_text())
+        assert 0 < index["iteration"] < 100
+        assert index["iteration"] % (every or 1) == 0
+        assert len(index["samples"]) == max(0, index["iteration"] - RESUME_ARGS["warmup"])
+    resumed, diag = bl.mcmc.sample(fn, init, checkpoint=tmp_path, checkpoint_every=3,
+                                   **RESUME_ARGS)
+    assert torch.equal(resumed, reference)
+    assert torch.equal(diag["accept_stat"], ref_diag["accept_stat"])
+    assert torch.equal(diag["inv_mass"], ref_diag["inv_mass"])
+    final = json.loads(index_file.read_text())
+    assert final["iteration"] == 100 and len(final["samples"]) == RESUME_ARGS["n_samples"]
+
+
+def test_checkpoint_interval_arguments_are_checked():
+    fn = bl.mcmc.with_autograd(lambda q: 0.5 * (q**2).sum())
+    with pytest.raises(BayesLRPError, match="checkpoint_every"):
+        bl.mcmc.sample(fn, torch.zeros(2), 2, 2, checkpoint_every=-1)
+    with pytest.raises(BayesLRPError, match="checkpoint_seconds"):
+        bl.mcmc.sample(fn, torch.zeros(2), 2, 2, checkpoint_seconds=0)

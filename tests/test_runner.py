@@ -235,6 +235,9 @@ def test_run_directory_files(tiny_run):
     torch.testing.assert_close(t["x_adv"], _adv_images(tiny_run, "det", "fgsm")[:b])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["runs"][-1]["status"] == "finished"
+    (flags,) = manifest["runs"][-1]["extra"]["torch"]  # configure_torch's, one per document
+    assert flags["device"] == "cpu" and flags["cudnn_deterministic"] is True
+    assert flags["tf32_matmul"] is False and flags["tf32_cudnn"] is False
     assert not (run_dir / "work").exists()
 
 

@@ -164,7 +164,11 @@ class Ensemble:
 
     def sample_chunks(self, n_samples: int, x: torch.Tensor,
                       memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Iterator[slice]:
-        """Slices of the sample axis so that one chunk's activations fit ``memory_budget``."""
+        """Slices of the sample axis so that one chunk's activations fit ``memory_budget``
+        (raised on CUDA to a share of the device's memory, :func:`bayeslrp.devices.memory_budget`)."""
+        from .devices import memory_budget as device_budget
+
+        memory_budget = device_budget(self.device, memory_budget)
         per_sample = self._activation_numel(x) * x.shape[0] * 4
         step = max(1, min(n_samples, memory_budget // max(per_sample, 1)))
         # Equal chunks: a full chunk plus a small tail runs slower than two even ones.
@@ -184,9 +188,10 @@ class Ensemble:
         """Logits of the first ``n_samples`` samples, ``[S, B, C]``; differentiable in ``x``.
 
         Vectorised over images and samples; samples are processed in chunks whose activations fit
-        ``memory_budget`` bytes.
+        ``memory_budget`` bytes. ``x`` is moved to the ensemble's device (differentiably).
         """
         n = self.resolve_n(n_samples)
+        x = x.to(self.device)
         outs = [self._forward_params({k: v[sl] for k, v in self.params.items()}, x)
                 for sl in self.sample_chunks(n, x, memory_budget)]
         return torch.cat(outs, dim=0)

@@ -106,6 +106,21 @@ def _conv(
     return nn.Sequential(*features, nn.Linear(n_flat, n_classes))
 
 
+class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``AdaptiveAvgPool2d(1)`` whose CUDA forward is a mean over H, W: the mean's backward is
+    deterministic, adaptive pooling's CUDA backward is refused under
+    ``torch.use_deterministic_algorithms`` (:mod:`bayeslrp.devices`). The CPU keeps torch's
+    adaptive pooling (its bits are those of earlier runs)."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            return x.mean((-2, -1), keepdim=True)
+        return super().forward(x)
+
+
 def _normalization(normalize: bool | str, c_in: int) -> nn.Module:
     """The first layer of resnet20: ``"imagenet"``, ``"cifar"`` or ``"none"`` (True: cifar,
     the meaning of the former boolean option; False: none)."""
@@ -132,7 +147,7 @@ def _resnet20(in_shape=(3, 32, 32), n_classes: int = 10,
         for block in range(3):
             layers.append(BasicBlock(channels, width, stride if block == 0 else 1))
             channels = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes)]
+    layers += [GlobalAvgPool2d(), nn.Flatten(), nn.Linear(64, n_classes)]
     net = nn.Sequential(*layers)
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -179,7 +194,9 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Sequential:
             net = _BUILDERS[name](**kwargs)
         else:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # the CPU generator only: torch.manual_seed would also reseed every CUDA
+                # device, which fork_rng(devices=[]) does not restore
+                torch.default_generator.manual_seed(seed)
                 net = _BUILDERS[name](**kwargs)
     except TypeError as exc:
         raise BayesLRPError(f"bad options for architecture {name!r}: {exc}") from None

@@ -26,6 +26,11 @@ class _Bar:
     def __init__(self, progress, task):
         self._progress, self._task = progress, task
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the bar is drawn (callers skip computing its status fields otherwise)."""
+        return self._progress is not None
+
     def advance(self, n: int = 1, **fields: float) -> None:
         if self._progress is None:
             return

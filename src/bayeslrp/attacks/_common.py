@@ -89,6 +89,9 @@ def image_chunks(ens: Ensemble, x: torch.Tensor, n_samples: int, batch_size: int
     """
     n_images = x.shape[0]
     if batch_size is None:
+        from ..devices import memory_budget as device_budget
+
+        memory_budget = device_budget(ens.device, memory_budget)
         per_image = activation_numel(ens, x) * n_samples * 4 * factor
         largest = max(1, int(memory_budget // per_image))
         n_chunks = -(-n_images // largest)

@@ -8,6 +8,7 @@ import typer
 
 from ..errors import BayesLRPError
 from .app import app
+from .devices import DeviceOpt, use_device
 
 
 @app.command()
@@ -27,6 +28,7 @@ def attack(
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the model's)."),
     data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
     overwrite: bool = typer.Option(False, help="Replace results already in OUT."),
+    device: str = DeviceOpt,
 ) -> None:
     """Attack a saved model; save the adversarial points (safetensors) and a per-image table."""
     import pandas as pd
@@ -36,13 +38,14 @@ def attack(
     from ..ensemble import Ensemble
     from ..fileio import atomic_write_bytes, sha256_bytes
 
+    dev = use_device(device)
     if method not in attacks.methods():
         raise BayesLRPError(f"--method must be one of {', '.join(attacks.methods())}; got {method!r}")
     if not 0 < eps <= 1:
         raise BayesLRPError(f"--eps must be in (0, 1]; got {eps}")
     if (out / "attack.parquet").exists() and not overwrite:
         raise BayesLRPError(f"{out} already holds attack results; choose another --out or pass --overwrite")
-    ens = Ensemble.load(model)
+    ens = Ensemble.load(model, device=dev)
     n = ens.resolve_n(n_samples)
     name = dataset or ens.meta.get("dataset")
     if not name:
@@ -61,7 +64,7 @@ def attack(
         if "steps" not in fields:
             raise BayesLRPError(f"--steps does not apply to {method}")
         params["steps"] = steps
-    x_adv = attacks.run_attack(ens, x, y, method, seed=seed, **params)
+    x_adv = attacks.run_attack(ens, x.to(dev), y.to(dev), method, seed=seed, **params).cpu()
     result = attacks.evaluate(ens, x, x_adv, y, n_samples=n)
     table = pd.DataFrame({"point": points.numpy(), "label": y.numpy(),
                           **{k: v.numpy() for k, v in result.items()}})

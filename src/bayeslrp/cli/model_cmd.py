@@ -10,6 +10,7 @@ import typer
 from ..errors import BayesLRPError
 from ..experiment.config import VI_INIT_STD_DEFAULT, VI_LR_SCHEDULES
 from .app import app
+from .devices import DeviceOpt, use_device
 
 METHODS = ("det", "adv", "vi", "hmc")
 
@@ -56,12 +57,13 @@ def train(
     warmup: int = typer.Option(100, help="hmc: warmup iterations (step size adaptation)."),
     seed: int = typer.Option(0, help="Seed of initialisation, batch order and sampling."),
     data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
     overwrite: bool = typer.Option(False, help="Replace a model already saved in OUT."),
 ) -> None:
     """Train a deterministic, adversarial, VI or HMC network and save it as an Ensemble."""
     from .. import data, nets, train as training
 
+    dev = use_device(device)
     if method not in METHODS:
         raise BayesLRPError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     if vi_lr_schedule not in VI_LR_SCHEDULES:
@@ -75,8 +77,8 @@ def train(
         raise BayesLRPError(f"{out} already holds a model; choose another --out or pass --overwrite")
     x, y = data.load(dataset, "train", data_dir=data_dir)
     net = nets.build(arch, seed=seed, **_arch_kwargs(arch, dataset, hidden, channels, x.shape[1:]))
-    x, y = x.to(device), y.to(device)
-    net = net.to(device)
+    x, y = x.to(dev), y.to(dev)
+    net = net.to(dev)
     started = time.perf_counter()
     if method in ("det", "adv"):
         common = dict(epochs=epochs or paper_epochs(arch, dataset), lr=lr or 1e-3, seed=seed)
@@ -109,12 +111,14 @@ def evaluate(
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one it was trained on)."),
     n_samples: Optional[int] = typer.Option(None, help="Use the first n posterior samples."),
     data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
+    device: str = DeviceOpt,
 ) -> None:
     """Print the test accuracy of a saved model's predictive mean."""
     from .. import data
     from ..ensemble import Ensemble
 
-    ens = Ensemble.load(model)
+    dev = use_device(device)
+    ens = Ensemble.load(model, device=dev)
     name = dataset or ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")

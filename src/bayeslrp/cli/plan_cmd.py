@@ -18,11 +18,19 @@ def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (
                                                 "say what is done and what is left."),
          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the run "
                                                "will use (the matmul rate is measured with "
-                                               "them).")) -> None:
+                                               "them)."),
+         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or "
+                                              "auto: the device the run will use (its type "
+                                              "is in the keys; default: the config's).")
+         ) -> None:
     """Print the grid's tasks per stage and their estimated time on this machine."""
     from ..experiment.plan_summary import format_plan, plan_summary
     from .run_cmd import PROFILES, packaged_config
 
+    if device is not None:  # only the value: a GPU run may be planned on another machine
+        from ..devices import device_type
+
+        device_type(device)
     if (config is None) == (profile is None):
         raise BayesLRPError("give either CONFIG or --profile quick|paper")
     if profile is not None and profile not in PROFILES:
@@ -34,4 +42,4 @@ def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (
 
         torch.set_num_threads(threads)
     source = packaged_config(profile) if profile is not None else config
-    typer.echo(format_plan(plan_summary(source, run_dir)))
+    typer.echo(format_plan(plan_summary(source, run_dir, device=device)))

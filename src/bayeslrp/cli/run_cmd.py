@@ -108,6 +108,10 @@ def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
     from ..experiment.runner import load_configs, run_experiment
 
     started = time.perf_counter()
+    if device is not None and executor == "local":  # one line before any config is read
+        from ..devices import resolve_device
+
+        resolve_device(device)
     if threads is not None:
         if threads < 1:
             raise BayesLRPError(f"--threads must be at least 1; got {threads}")

@@ -41,7 +41,7 @@ def balanced_subset(y: torch.Tensor | np.ndarray, n: int = 500, seed: int = 0,
     labels = torch.as_tensor(y)
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.numel() == 0:
         raise BayesLRPError("balanced_subset needs a non-empty 1-d integer label tensor")
-    labels = labels.to(torch.int64)
+    labels = labels.to(device="cpu", dtype=torch.int64)  # the draw and indices live on the CPU
     if int(labels.min()) < 0:
         raise BayesLRPError("balanced_subset needs labels >= 0")
     k_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)

@@ -24,7 +24,9 @@ Stages and their inputs (roles)::
 with ``transfer_from: B``, the attack of model B, computed once). Clean
 explanations and predictions are shared by all attacks. Parameters that cannot change a
 stage's output are left out of its key (the run name, the device, the data directory,
-model and attack labels except in ``compare``), so renaming never recomputes.
+model and attack labels except in ``compare``), so renaming never recomputes. The device
+*type* enters the keys of train, select, attack, predict and explain when it is not ``cpu``
+(:meth:`Planner.device_params`): CPU keys are unchanged, a CUDA run gets its own artifacts.
 """
 from __future__ import annotations
 
@@ -177,12 +179,24 @@ class Planner:
     config: Config
     tasks: list[Task] = field(default_factory=list)
     shared: dict[str, Any] = field(default_factory=dict)
+    device_type: str = "cpu"
+
+    def device_params(self) -> dict[str, str]:
+        """Key params of a stage whose numbers depend on the device: ``{}`` on the CPU (so
+        CPU keys are those of runs made before the device entered keys), else
+        ``{"device": type}``, so a run dir resumed on another device recomputes."""
+        return {} if self.device_type == "cpu" else {"device": self.device_type}
 
     def add(self, stage: str, params: dict, deps: Mapping[str, str], label: str,
             coords: Mapping[str, Any] | None = None) -> Task:
-        """Key a task of ``stage`` (its registered version included) and append it."""
+        """Key a task of ``stage`` (its registered version included) and append it.
+
+        A stage marked ``device_dependent`` gets :meth:`device_params` in its params.
+        """
         from bayeslrp.experiment.stages import STAGES
 
+        if STAGES.get(stage).device_dependent:
+            params = {**params, **self.device_params()}
         key = artifact_key(stage, params, deps, version=STAGES.get(stage).version)
         task = Task(stage=stage, key=key, params=params, deps=dict(deps), label=label,
                     coords=dict(coords or {}))
@@ -190,12 +204,16 @@ class Planner:
         return task
 
 
-def expand_grid(config: Config | Any) -> Grid:
+def expand_grid(config: Config | Any, device_type: str | None = None) -> Grid:
     """Expand a config into its task graph: every registered stage plans its tasks.
 
     Parameters
     ----------
     config : Config, or anything :func:`load_config` accepts
+    device_type : str, optional
+        ``cpu`` or ``cuda``: enters the keys of train, select, attack, predict and explain
+        when it is not ``cpu``. Default: the type of the config's ``device`` here
+        (:func:`bayeslrp.devices.device_type`; ``auto`` resolved on this machine).
 
     Returns
     -------
@@ -204,7 +222,10 @@ def expand_grid(config: Config | Any) -> Grid:
     """
     from bayeslrp.experiment.stages import STAGES
 
-    planner = Planner(load_config(config))
+    from bayeslrp.devices import device_type as type_of
+
+    cfg = load_config(config)
+    planner = Planner(cfg, device_type=device_type or type_of(cfg.device))
     for stage in STAGES:
         stage().plan(planner)
     return Grid(tuple(topological_order(planner.tasks)))

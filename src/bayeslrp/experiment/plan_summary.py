@@ -38,8 +38,15 @@ def _measured(run_dir: Path | None) -> float | None:
     return max(times) if times else None
 
 
-def plan_summary(config: Any, run_dir: str | Path | None = None) -> PlanSummary:
-    """Estimate every task of ``config`` (path, text, mapping or Config; several documents)."""
+def plan_summary(config: Any, run_dir: str | Path | None = None,
+                 device: str | None = None) -> PlanSummary:
+    """Estimate every task of ``config`` (path, text, mapping or Config; several documents).
+
+    ``device`` (default: each config's) decides the device type in the keys, so a run
+    directory of a CUDA run is matched with CUDA keys.
+    """
+    from bayeslrp.devices import device_type
+
     from bayeslrp.experiment.store import Store
 
     store = Store(run_dir) if run_dir is not None and Path(run_dir).is_dir() else None
@@ -48,7 +55,8 @@ def plan_summary(config: Any, run_dir: str | Path | None = None) -> PlanSummary:
                                                 "left_s": 0.0} for s in STAGES}
     seen: set[str] = set()
     for cfg in load_configs(config):
-        for task in expand_grid(cfg).tasks:
+        kind = device_type(device if device is not None else cfg.device)
+        for task in expand_grid(cfg, device_type=kind).tasks:
             row = rows[task.stage]
             row["tasks"] += 1
             if task.key in seen:

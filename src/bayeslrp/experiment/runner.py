@@ -58,25 +58,10 @@ __all__ = [
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; refuse devices that are absent."""
-    import torch
+    """:func:`bayeslrp.devices.resolve_device` as a string (``auto`` → ``cuda`` or ``cpu``)."""
+    from bayeslrp.devices import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BayesLRPError(f"device {device} requested but CUDA is not available; use "
-                                f"--device cpu")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise BayesLRPError(f"device {device} requested but only "
-                                f"{torch.cuda.device_count()} CUDA device(s) exist")
-    elif device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise BayesLRPError("device mps requested but it is not available; use --device cpu")
-    elif device != "cpu":
-        raise BayesLRPError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
-    return device
+    return str(resolve(device))
 
 
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
@@ -168,7 +153,7 @@ def _check_run_dir(run_dir: Path) -> None:
 
 
 def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None, *,
-             skip_unavailable: bool = False) -> Plan:
+             skip_unavailable: bool = False, local_device: bool = True) -> Plan:
     """Validate everything without writing anything.
 
     Parameters
@@ -180,6 +165,10 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
     skip_unavailable : bool
         Leave out documents whose dataset is not available (``Plan.skipped`` says which);
         otherwise missing data is an error.
+    local_device : bool
+        The tasks run on this machine: a CUDA device must exist here. ``False`` (the Ray
+        executor, whose workers may have GPUs the driver lacks): only the value is checked,
+        ``auto`` is resolved here for the keys, and the executor checks the cluster.
 
     Raises
     ------
@@ -198,7 +187,14 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
                 raise BayesLRPError(problem)
             skipped.append(f"{cfg.name} ({cfg.data.dataset}): {problem}")
             continue
-        parts.append(Part(cfg, expand_grid(cfg), resolve_device(cfg.device)))
+        if local_device:
+            dev = resolve_device(cfg.device)
+        else:
+            from bayeslrp.devices import device_type
+
+            dev = cfg.device if cfg.device != "auto" else device_type("auto")
+            device_type(dev)
+        parts.append(Part(cfg, expand_grid(cfg, device_type=dev.split(":")[0]), dev))
     if not parts:
         raise BayesLRPError(f"no config can run: {'; '.join(skipped)}")
     path = Path(run_dir)
@@ -216,6 +212,10 @@ def execute_task(task: Task, store: Store, ctx: StageContext) -> float:
     its own :class:`Store` on the run directory: the artifact is written atomically.
     """
     stage = STAGES.get(task.stage)()
+    keyed, here = task.params.get("device", "cpu"), ctx.device.split(":")[0]
+    if stage.device_dependent and keyed != here:
+        raise BayesLRPError(f"{task.label} is keyed for device {keyed} but would run on {here}; "
+                            f"plan and run on the same device type")
     inputs = {role: ArtifactRef(store, key) for role, key in task.deps.items()}
     for role, ref in inputs.items():
         if not store.has(ref.key):
@@ -423,11 +423,15 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
         For user errors; problems with the config are found before anything is written.
     """
     started = time.perf_counter()
-    plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable)
+    plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable,
+                    local_device=executor == "local" or not isinstance(executor, str))
     if isinstance(executor, str):  # an unknown name or a missing Ray fails before any write
         _executor_class(executor)
         if executor == "ray" and importlib.util.find_spec("ray") is None:
             raise BayesLRPError("the Ray executor needs Ray: pip install 'bayeslrp[ray]'")
+    from bayeslrp.devices import configure_torch
+
+    torch_flags = [configure_torch(p.device) for p in plan.parts]
     store = Store(plan.run_dir)
     store.clean_tmp()
     seeds = {f"{p.config.name}.seed": p.config.seed for p in plan.parts}
@@ -438,6 +442,7 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     store.begin_run(config_key=keys[0] if len(keys) == 1 else config_key(keys), seeds=seeds,
                     extra={"names": [p.config.name for p in plan.parts],
                            "devices": [p.device for p in plan.parts],
+                           "torch": torch_flags,
                            "tasks": sum(len(p.grid) for p in plan.parts),
                            "skipped": list(plan.skipped)})
     status = "failed"

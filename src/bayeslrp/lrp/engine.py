@@ -29,6 +29,25 @@ from .rules import Rule, is_shared, make_rule
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
 WORKING_SET = 4 << 20  # bytes of a chunk's largest activation (about a CPU's cache)
 REDUCTIONS = ("mean", "mean_std", None)
+#: On CUDA the largest activation of a chunk may take this share of the device's memory (and a
+#: chunk ``devices.GPU_BUDGET_SHARE`` in all) instead of a CPU cache's size and the 1 GiB
+#: budget: thousands of one-sample kernels would leave a GPU idle.
+GPU_WORKING_SHARE = 1 / 64
+
+
+def device_limits(device: torch.device, budget: int) -> tuple[int, int]:
+    """(working set, budget) in bytes of one chunk on ``device``.
+
+    The CPU keeps :data:`WORKING_SET` and ``budget``; a CUDA device raises both to shares of
+    its memory (:data:`GPU_WORKING_SHARE`, :data:`bayeslrp.devices.GPU_BUDGET_SHARE`), never
+    below them.
+    """
+    from ..devices import memory_budget
+
+    if device.type != "cuda":
+        return WORKING_SET, int(budget)
+    total = torch.cuda.get_device_properties(device).total_memory
+    return max(WORKING_SET, int(total * GPU_WORKING_SHARE)), memory_budget(device, budget)
 
 
 # --------------------------------------------------------------------------- model and job
@@ -131,7 +150,7 @@ def _footprint(nodes: list[Node], x: torch.Tensor, params, rule: Rule,
 
 
 def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
-          keep_samples: bool) -> tuple[int, int]:
+          keep_samples: bool, working: int = WORKING_SET) -> tuple[int, int]:
     """(samples, images) per chunk.
 
     On CPUs the elementwise half of LRP is bound by memory bandwidth: chunks whose largest
@@ -141,20 +160,23 @@ def _plan(n: int, n_images: int, footprint: tuple[int, int], budget: int,
     working set together (dense networks), every sample of an image goes into one chunk
     instead: the predictive class then comes from the same forward pass, and each chunk reads
     the weights of all samples once for many images. ``budget`` bounds a chunk's bytes.
+    ``working`` replaces :data:`WORKING_SET` (:func:`device_limits`: a GPU's is larger).
     """
     pair_bytes, largest = max(footprint[0], 1), max(footprint[1], 1)
-    if keep_samples and n * largest <= WORKING_SET:
+    if keep_samples and n * largest <= working:
         s_chunk = min(n, max(1, budget // pair_bytes))
     else:
         s_chunk = 1
-    b_chunk = min(n_images, max(1, WORKING_SET // largest),
+    b_chunk = min(n_images, max(1, working // largest),
                   max(1, budget // (pair_bytes * s_chunk)))
     return s_chunk, b_chunk
 
 
 def _job_plan(job: _Job, create_graph: bool, budget: int, chunks) -> tuple[int, int, tuple]:
     fp = _footprint(job.nodes, job.x, job.params, job.rule, create_graph)
-    s_chunk, b_chunk = _plan(job.n, job.x.shape[0], fp, int(budget), job.keeps_samples_together)
+    working, budget = device_limits(job.x.device, int(budget))
+    s_chunk, b_chunk = _plan(job.n, job.x.shape[0], fp, budget, job.keeps_samples_together,
+                             working)
     if chunks is not None:
         try:
             s_req, b_req = (int(c) for c in chunks)
@@ -183,7 +205,8 @@ def _predicted_classes(job: _Job, budget: int) -> torch.Tensor:
     nodes = compile_network(job.net, tg.resolve_layer(job.net, None).stop)
     x = job.x.detach()
     fp = _footprint(nodes, x, job.params, job.rule, False)
-    s_chunk, b_chunk = _plan(job.n, x.shape[0], fp, budget, keep_samples=False)
+    working, budget = device_limits(x.device, budget)
+    s_chunk, b_chunk = _plan(job.n, x.shape[0], fp, budget, keep_samples=False, working=working)
     contexts = [Context({k: v[s0:s0 + s_chunk] for k, v in job.params.items()}, job.rule,
                         true_activations=True) for s0 in range(0, job.n, s_chunk)]
     rows = []

@@ -298,13 +298,42 @@ class AvgPool(Node):
         a, z = record
         s = a.shape[0]
         ratio = to_grouped(r / stabilize(z, ctx.rule.stabilizer))
+        if isinstance(self.module, nn.AdaptiveAvgPool2d):
+            return a * from_grouped(adaptive_avg_pool_transpose(ratio, a.shape[-2:]), s)
         # the pool is linear: its transpose applied to `ratio` is its vector-Jacobian product
+        # (avg_pool2d's CUDA backward is deterministic)
         with torch.enable_grad():
             probe = torch.zeros(ratio.shape[0], ratio.shape[1], *a.shape[-2:], dtype=ratio.dtype,
                                 device=ratio.device, requires_grad=True)
             (c,) = torch.autograd.grad(self._pool(probe), probe, ratio,
                                        create_graph=ratio.requires_grad)
         return a * from_grouped(c, s)
+
+
+def adaptive_avg_pool_transpose(ratio: torch.Tensor, size) -> torch.Tensor:
+    """The transpose of adaptive average pooling to ``size`` (H, W) applied to ``ratio``.
+
+    Written out rather than taken from autograd: adaptive pooling's CUDA backward has no
+    deterministic kernel. Output 1 x 1 (ResNet-20) is ``ratio / (H·W)`` spread over the input,
+    the same bits as the CPU backward; other sizes use the separable window-averaging matrices
+    ``P_h``, ``P_w`` (window ``i`` of ``n`` inputs to ``o`` outputs covers
+    ``floor(i·n/o) .. ceil((i+1)·n/o)``): ``c = P_hᵀ · ratio · P_w``.
+    """
+    h, w = (int(v) for v in size)
+    oh, ow = ratio.shape[-2:]
+    if (oh, ow) == (1, 1):
+        return (ratio / (h * w)).expand(*ratio.shape[:-2], h, w)
+    ph, pw = _window_matrix(h, oh, ratio), _window_matrix(w, ow, ratio)
+    return torch.einsum("ih,...ij,jw->...hw", ph, ratio, pw)
+
+
+def _window_matrix(n: int, o: int, like: torch.Tensor) -> torch.Tensor:
+    starts = [(i * n) // o for i in range(o)]
+    ends = [-(-((i + 1) * n) // o) for i in range(o)]
+    m = torch.zeros(o, n, dtype=like.dtype, device=like.device)
+    for i, (lo, hi) in enumerate(zip(starts, ends)):
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
 
 
 class ChannelPadShortcut(Node):

@@ -69,13 +69,12 @@ def _read_verified(path: Path, sha256: str) -> dict[str, torch.Tensor]:
         raise BayesLRPError(f"{path} cannot be read ({exc}): delete the checkpoint directory") from None
 
 
-def save(directory: Path, state: ChainState, settings: dict, new_sample: torch.Tensor | None) -> None:
-    """Write the chain's state; ``new_sample`` (if any) is the sample kept at this iteration."""
+def save(directory: Path, state: ChainState, settings: dict) -> None:
+    """Write the chain's state and every kept sample not saved yet (``state.samples``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    if new_sample is not None:
-        k = len(state.sample_records)
+    for k in range(len(state.sample_records), len(state.samples)):
         name = f"samples/{k:06d}.safetensors"
-        data = _tensor_bytes({"q": new_sample})
+        data = _tensor_bytes({"q": state.samples[k]})
         atomic_write_bytes(directory / name, data)
         state.sample_records.append({"file": name, "sha256": sha256_bytes(data)})
     tensors = {"q": state.point.q, "grad": state.point.grad, "inv_mass": state.inv_mass,

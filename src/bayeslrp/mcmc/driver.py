@@ -24,7 +24,8 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
            mass: str = "identity", seed: int = 0, checkpoint: str | Path | None = None,
            progress: bool = False, adapt_step_size: bool = True,
            max_energy_error: float = MAX_ENERGY_ERROR, jitter: float = 0.1,
-           description: str = "hmc") -> tuple[torch.Tensor, dict]:
+           description: str = "hmc", checkpoint_every: int = 1,
+           checkpoint_seconds: float | None = None) -> tuple[torch.Tensor, dict]:
     """Draw ``n_samples`` HMC samples of a flat parameter vector after ``warmup`` iterations.
 
     Parameters
@@ -49,9 +50,11 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
     seed : int
         Seed of the chain's random stream (momenta, Metropolis uniforms).
     checkpoint : path, optional
-        Directory for checkpoints, written after every iteration (so after every kept sample).
+        Directory for checkpoints, written after every ``checkpoint_every``-th iteration, when
+        ``checkpoint_seconds`` have passed since the last one, and after the last iteration.
         If it already holds a checkpoint made with the same settings, the chain continues from
-        it and the result is bit-identical to an uninterrupted run.
+        it and the result is bit-identical to an uninterrupted run (the iterations since the
+        checkpoint are replayed from its saved random state).
     progress : bool
         Show a progress bar on stderr.
     adapt_step_size : bool
@@ -64,6 +67,11 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
         periodic trajectories a fixed ``ε·L`` can fall into in some directions.
     description : str
         Label of the progress bar.
+    checkpoint_every : int
+        Iterations between checkpoints (0: by time only). Not part of the settings: a chain
+        may resume with another interval.
+    checkpoint_seconds : float, optional
+        Also checkpoint once this many seconds have passed since the last checkpoint.
 
     Returns
     -------
@@ -77,6 +85,9 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
         ``wall_seconds``, ``warmup_acceptance_rate``.
     """
     init = _check_arguments(init, n_samples, warmup, steps, step_size, target_accept, mass, jitter)
+    if checkpoint_every < 0 or (checkpoint_seconds is not None and not checkpoint_seconds > 0):
+        raise BayesLRPError(f"checkpoint_every must be >= 0 and checkpoint_seconds > 0; got "
+                            f"{checkpoint_every} and {checkpoint_seconds}")
     settings = {
         "dim": int(init.numel()), "dtype": str(init.dtype), "n_samples": int(n_samples),
         "warmup": int(warmup), "steps": int(steps),
@@ -94,6 +105,7 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
 
     total = warmup + n_samples
     windows = mass_windows(warmup) if mass == "diag" else []
+    last_save = time.monotonic()
     with progress_bar(description, total, enabled=progress) as bar:
         bar.advance(state.iteration)
         while state.iteration < total:
@@ -116,11 +128,21 @@ def sample(potential_fn: PotentialFn, init: torch.Tensor, n_samples: int, warmup
                 state.samples.append(kept)
             state.iteration += 1
             state.wall_seconds += time.perf_counter() - started
-            if directory is not None:
-                ckpt.save(directory, state, settings, kept)
-            bar.advance(1, acc=_mean(state.trace["accept_stat"][-20:]), eps=state.step_size,
-                        div=sum(state.trace["divergent"]))
+            if directory is not None and _checkpoint_due(state.iteration, total, checkpoint_every,
+                                                         checkpoint_seconds, last_save):
+                ckpt.save(directory, state, settings)
+                last_save = time.monotonic()
+            if bar.enabled:
+                bar.advance(1, acc=_mean(state.trace["accept_stat"][-20:]), eps=state.step_size,
+                            div=sum(state.trace["divergent"]))
     return _result(state, warmup, init)
+
+
+def _checkpoint_due(iteration: int, total: int, every: int, seconds: float | None,
+                    last_save: float) -> bool:
+    if iteration == total or (every and iteration % every == 0):
+        return True
+    return seconds is not None and time.monotonic() - last_save >= seconds
 
 
 def _adapt(state: ckpt.ChainState, potential_fn, accept_stat: float, i: int, warmup: int,

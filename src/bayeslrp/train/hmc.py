@@ -25,6 +25,10 @@ from .loop import check_training_data
 MODES = ("full", "blocks", "subset")
 INITS = ("map", "random")
 DIAGNOSTIC_POINTS = 256
+#: Default checkpoint interval of each chain: every 10 iterations or 60 s, whichever comes
+#: first (a checkpoint writes O(D) bytes; on a GPU an iteration can take milliseconds).
+CHECKPOINT_EVERY = 10
+CHECKPOINT_SECONDS = 60.0
 
 #: Paper settings (Table IV; SPEC §3) per dataset, for ``bayeslrp train --method hmc``.
 #: ``step_size`` is the initial step size (the paper's 0.5), adapted by dual averaging in warmup.
@@ -47,7 +51,8 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 10
         jitter: float = 0.1, seed: int = 0,
         checkpoint_dir: str | Path | None = None, chunk_size: int = 10000,
         diagnostic_x: torch.Tensor | None = None, progress: bool = True,
-        device: str | torch.device | None = None) -> Ensemble:
+        device: str | torch.device | None = None, checkpoint_every: int = CHECKPOINT_EVERY,
+        checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> Ensemble:
     """Sample a network's posterior with HMC and return the kept samples as an Ensemble.
 
     Parameters
@@ -84,8 +89,11 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 10
     seed : int
         Base seed: chain c uses ``derive_seed(seed, "chain", c)`` (block b: ``"block", b``).
     checkpoint_dir : path, optional
-        Each chain checkpoints every iteration under ``chain-<c>/`` (``block-<b>/``), the MAP
-        starts under ``map-<c>/``; rerunning with the same arguments resumes.
+        Each chain checkpoints under ``chain-<c>/`` (``block-<b>/``), the MAP starts under
+        ``map-<c>/``; rerunning with the same arguments resumes, bit-identically.
+    checkpoint_every, checkpoint_seconds
+        A chain's checkpoint is written every ``checkpoint_every`` iterations, once
+        ``checkpoint_seconds`` have passed, and at its end (:func:`bayeslrp.mcmc.sample`).
     chunk_size : int
         Points per forward/backward chunk of the potential (bounds memory).
     diagnostic_x : Tensor, optional
@@ -121,7 +129,8 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 10
         draws, diag = mcmc.sample(potential, start, job["n_samples"], warmup, steps=steps,
                                   step_size=step_size, target_accept=target_accept, mass=mass,
                                   jitter=jitter, seed=job["seed"], checkpoint=sub,
-                                  progress=progress,
+                                  progress=progress, checkpoint_every=checkpoint_every,
+                                  checkpoint_seconds=checkpoint_seconds,
                                   description=f"hmc {job['name']}")
         results.append((job, draws, diag))
 
@@ -217,13 +226,15 @@ def _start(template, potential, job, init, init_params, map_epochs, map_lr, seed
     c = job["index"]
     if init_params is not None:
         module = init_params.sample_module(0) if isinstance(init_params, Ensemble) else init_params
-        return potential.flatten(module.to(device))
+        return potential.flatten(module)
     if init == "random":
         if c == 0:
             return potential.flatten(template)
-        module = copy.deepcopy(template)
+        # drawn on the CPU from the CPU generator (fork_rng restores it): the same start on
+        # every device, and no CUDA generator reseeded behind the caller's back
+        module = copy.deepcopy(template).cpu()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "init", c))
+            torch.default_generator.manual_seed(derive_seed(seed, "init", c))
             for m in module.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()

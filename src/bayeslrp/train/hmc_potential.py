@@ -87,15 +87,16 @@ class NetworkPotential:
                   for part, shape in zip(torch.split(q, self.numels), self.shapes)]
         params = dict(zip(self.names, leaves))
         grads = [torch.zeros_like(leaf) for leaf in leaves]
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=q.device)  # one host sync per call
         with torch.enable_grad():
             for start in range(0, self.x.shape[0], self.chunk_size):
                 nll = self._nll_sum(params, self.x[start:start + self.chunk_size],
                                     self.y[start:start + self.chunk_size])
                 for acc, g in zip(grads, torch.autograd.grad(nll, leaves)):
                     acc += g
-                total += float(nll.detach())
+                total += nll.detach().double()
         qd = q.detach()
-        total += 0.5 * float((qd.double() ** 2).sum()) / self.prior_var
+        # the same float64 operations, in the same order, as Python floats would do them
+        total = float(total + 0.5 * (qd.double() ** 2).sum() / self.prior_var)
         grad = torch.cat([g.reshape(-1) for g in grads]) + qd / self.prior_var
         return total, grad

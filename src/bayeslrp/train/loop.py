@@ -53,7 +53,9 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
                 for group in optimiser.param_groups:
                     group["lr"] = options.lr_at(epoch, lr)
             order = torch.randperm(n, generator=generator)
-            total_loss, correct = 0.0, 0
+            # device-side sums: no host sync per step (float64, as Python floats were)
+            total_loss = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 xb, yb = x[idx].to(device), y[idx].to(device)
@@ -66,10 +68,11 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                total_loss += loss.item() * yb.shape[0]
-                correct += int((logits.argmax(-1) == yb).sum())
-                bar.advance(1, loss=loss.item())
-            history["loss"].append(total_loss / n)
-            history["train_accuracy"].append(correct / n)
+                total_loss += loss.detach().double() * yb.shape[0]
+                correct += (logits.detach().argmax(-1) == yb).sum()
+                if bar.enabled:
+                    bar.advance(1, loss=loss.item())
+            history["loss"].append(float(total_loss) / n)
+            history["train_accuracy"].append(int(correct) / n)
             history["epoch_seconds"].append(time.perf_counter() - started)
     return model.eval(), history

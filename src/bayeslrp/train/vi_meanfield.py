@@ -280,7 +280,8 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
         for epoch in range(epochs):
             started = time.perf_counter()
             order = torch.randperm(n, generator=order_gen)
-            sums = {"nll": 0.0, "kl_per_point": 0.0, "loss": 0.0}
+            sums = {k: torch.zeros((), dtype=torch.float64, device=device)  # no sync per step
+                    for k in ("nll", "kl_per_point", "loss")}
             for start in range(0, n, batch_size):
                 _set_lr(optimiser, lr, lr_schedule, step, total_steps, epoch, options)
                 idx = order[start:start + batch_size]
@@ -297,10 +298,11 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
                 step += 1
                 weight = yb.shape[0] / n
                 for key, value in (("nll", data_term), ("kl_per_point", kl_term), ("loss", loss)):
-                    sums[key] += float(value.detach()) * weight
-                bar.advance(1, nll=float(data_term.detach()), kl_n=float(kl_term.detach()))
+                    sums[key] += value.detach().double() * weight
+                if bar.enabled:
+                    bar.advance(1, nll=float(data_term.detach()), kl_n=float(kl_term.detach()))
             for key, value in sums.items():
-                history[key].append(value)
+                history[key].append(float(value))
             history["seconds"].append(time.perf_counter() - started)
     model.net.eval()
     return model, history

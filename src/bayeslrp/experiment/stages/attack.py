@@ -19,6 +19,7 @@ class AttackStage(Stage):
     output-layer explanation is formed). Output ``images.safetensors`` with ``x``."""
 
     name = "attack"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config

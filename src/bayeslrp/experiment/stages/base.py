@@ -112,6 +112,10 @@ class Stage:
     #: Bump when the code changes the output: its artifacts and everything downstream get
     #: new keys.
     version: ClassVar[int] = 1
+    #: Its numbers depend on the device type: the planner puts the type into its keys
+    #: (:meth:`~bayeslrp.experiment.grid.Planner.device_params`) and the runner refuses to
+    #: run it on another type.
+    device_dependent: ClassVar[bool] = False
 
     def plan(self, planner) -> None:
         """Add this stage's tasks to ``planner`` (:meth:`Planner.add`)."""

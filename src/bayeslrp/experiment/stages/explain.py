@@ -81,6 +81,7 @@ class ExplainStage(Stage):
     ``n_samples``."""
 
     name = "explain"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config

@@ -24,10 +24,11 @@ def cumulative_probs(ens, x: torch.Tensor, n_list: list[int]) -> torch.Tensor:
     with torch.no_grad():
         for start in range(0, x.shape[0], PREDICT_CHUNK_IMAGES):
             xb = x[start:start + PREDICT_CHUNK_IMAGES].to(ens.device)
-            probs = ens.logits(xb, n_max).softmax(-1).to(torch.float64)  # [S, b, C]
+            # float64 on the CPU: exact sums whatever the device (no float64 cumsum on CUDA)
+            probs = ens.logits(xb, n_max).softmax(-1).cpu().to(torch.float64)  # [S, b, C]
             csum = probs.cumsum(0)
             out.append(torch.stack([csum[n - 1] / n for n in n_list]))
-    return torch.cat(out, dim=1).cpu()
+    return torch.cat(out, dim=1)
 
 
 def image_sources(planner, model) -> dict:
@@ -47,6 +48,7 @@ class PredictStage(Stage):
     """Output ``probs.safetensors``: ``probs [len(n), B, C]`` (float64), ``n_samples``."""
 
     name = "predict"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config

@@ -29,6 +29,7 @@ class SelectStage(Stage):
     ``own_sample: j``, so later stages attack and explain it as a deterministic net."""
 
     name = "select"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config

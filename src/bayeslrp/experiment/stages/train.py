@@ -65,6 +65,7 @@ class TrainStage(Stage):
     predictive mean over all samples on the full test split goes into the meta."""
 
     name = "train"
+    device_dependent = True
 
     def plan(self, planner) -> None:
         cfg = planner.config
