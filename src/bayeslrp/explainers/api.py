@@ -43,12 +43,16 @@ def explain(ens, x, method="integrated_gradients", layer=None, n_samples=None, r
     **params
         The method's own parameters (e.g. ``steps=256`` for integrated gradients,
         ``epsilon=0.1`` for ε-LRP, ``base="integrated_gradients"`` for SmoothGrad).
+        Integrated gradients' quadrature (its parameter ``method`` in a config or an
+        :class:`~bayeslrp.explainers.Explainer`) is given here as ``quadrature=``.
 
     Returns
     -------
     Tensor or (Tensor, Tensor)
         As ``reduce`` says.
     """
+    if "quadrature" in params:  # integrated gradients' own `method` (the name is taken here)
+        params["method"] = params.pop("quadrature")
     if isinstance(method, Mapping):
         params = {**params, "rules": dict(method)}
         method = "composite"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, model_validator
 
 from ..plugins.spec import PosInt, Seed, StrictSpec
 from .base import StackMethod, base_heatmaps, check_base, validated
@@ -48,13 +48,10 @@ class _WrapperParams(StrictSpec):
     base_params: dict[str, Any] = {}
     noise_seed: Seed = 0
 
-    @field_validator("base_params")
-    @classmethod
-    def _base_ok(cls, v: dict, info: ValidationInfo) -> dict:
-        base = info.data.get("base")
-        if base is None:
-            return v
-        return check_base(base, v, "a noise wrapper")
+    @model_validator(mode="after")
+    def _base_ok(self):
+        check_base(self.base, self.base_params, "a noise wrapper")
+        return self
 
 
 class SmoothGradParams(_WrapperParams):
