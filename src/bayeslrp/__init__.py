@@ -17,7 +17,7 @@ _SUBMODULES = ("data", "nets", "train", "mcmc", "lrp", "attacks", "metrics", "st
                "experiment", "plots", "report", "fileio", "explainers", "plugins", "catalog",
                "analysis")
 
-__all__ = ["Ensemble", "BayesLRPError", "__version__", "explain", *_SUBMODULES]
+__all__ = ["Ensemble", "BayesLRPError", "__version__", "explain", "robustness", *_SUBMODULES]
 
 
 def __getattr__(name: str):
@@ -26,6 +26,11 @@ def __getattr__(name: str):
 
         globals()["explain"] = explain
         return explain
+    if name == "robustness":  # bl.robustness: one call for a robustness number
+        from .scoring import robustness
+
+        globals()["robustness"] = robustness
+        return robustness
     if name in _SUBMODULES:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
