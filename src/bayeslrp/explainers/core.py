@@ -137,34 +137,49 @@ class GradJob:
         self.nodes = compile_network(net, self.cut.stop)
         if self.surrogate_beta is not None and not float(self.surrogate_beta) > 0:
             raise BayesLRPError(f"surrogate_beta must be > 0 (got {self.surrogate_beta})")
-        self.ctx = Context(self.params, _ANY_RULE, surrogate_beta=self.surrogate_beta)
+        # On CPUs grouped convolutions over many samples run slower than one sample at a
+        # time (as LRP found, benchmarks/lrp.py): conv networks there take one sample per
+        # pass; dense networks and GPUs take every sample at once.
+        has_conv = any(getattr(node, "is_conv", False) or hasattr(node, "conv1")
+                       for node in self.nodes)
+        step = 1 if has_conv and self.stack.device.type == "cpu" else self.n
+        self.contexts = [(slice(s0, min(self.n, s0 + step)),
+                          Context({k: v[s0:s0 + step] for k, v in self.params.items()},
+                                  _ANY_RULE, surrogate_beta=self.surrogate_beta))
+                         for s0 in range(0, self.n, step)]
 
     @property
     def n(self) -> int:
         return self.stack.n
 
     def chunks(self, x: torch.Tensor, multiplicity: int, create_graph: bool):
-        return image_chunks(self.stack, self.nodes, x, multiplicity, create_graph)
+        s = self.contexts[0][0].stop - self.contexts[0][0].start
+        return image_chunks(self.stack, self.nodes, x, multiplicity, create_graph, samples=s)
 
     def gradients(self, x: torch.Tensor, index: torch.Tensor | None, create_graph: bool
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(∇_x u, u)``: gradients ``[n, b, C, H, W]`` and values ``[n, b]`` of the explained
         units ``index`` (``[n, b]``; None: every activation) at images ``x`` ``[b, C, H, W]``."""
         x = x.to(device=self.stack.device, dtype=self.stack.dtype)
-        with torch.enable_grad():
-            # one copy of the input per sample: the gradient of the summed units w.r.t. it is
-            # every sample's own gradient (a shared, expanded input would sum them)
-            inp = x.unsqueeze(0).repeat(self.n, *([1] * x.dim()))
-            if not create_graph:
-                inp = inp.detach()
-            if not inp.requires_grad:
-                inp.requires_grad_(True)
-            h = _forward(self.nodes, inp, self.ctx)
-            units = self._units(h, index)
-            (grad,) = torch.autograd.grad(units.sum(), inp, create_graph=create_graph)
-        if not create_graph:
-            return grad.detach(), units.detach()
-        return grad, units
+        grads, values = [], []
+        for sl, ctx in self.contexts:
+            s = sl.stop - sl.start
+            with torch.enable_grad():
+                # one copy of the input per sample: the gradient of the summed units w.r.t. it
+                # is every sample's own gradient (a shared, expanded input would sum them)
+                inp = x.unsqueeze(0).repeat(s, *([1] * x.dim()))
+                if not create_graph:
+                    inp = inp.detach()
+                if not inp.requires_grad:
+                    inp.requires_grad_(True)
+                h = _forward(self.nodes, inp, ctx)
+                units = self._units(h, None if index is None else index[sl])
+                (grad,) = torch.autograd.grad(units.sum(), inp, create_graph=create_graph)
+            grads.append(grad if create_graph else grad.detach())
+            values.append(units if create_graph else units.detach())
+        if len(grads) == 1:
+            return grads[0], values[0]
+        return torch.cat(grads), torch.cat(values)
 
     def _units(self, h: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         if index is None:

@@ -138,8 +138,9 @@ class IntegratedGradients(StackMethod):
         alpha, weight = path_points(spec.steps, spec.method, x.dtype)
         alpha, weight = alpha.to(x.device), weight.to(x.device)
         k_all = alpha.numel()
+        s_pass = job.contexts[0][0].stop - job.contexts[0][0].start  # samples per pass
         pairs = max(1, CHUNK_BYTES // max(1, pair_bytes(job.nodes, x, job.params, create_graph)
-                                          * job.n))
+                                          * s_pass))
         b_step, k_step = (max(1, pairs // k_all), k_all) if k_all <= pairs else (1, pairs)
         out = []
         for b0 in range(0, x.shape[0], b_step):
