@@ -78,7 +78,8 @@ def _net(ens, j):
 
 def _unit(ens, x, layer, target=None):
     """u(x) per sample and image: the explained logit (output) — by hand from the modules."""
-    logits = torch.stack([_net(ens, j)(x) for j in range(ens.n_samples)])
+    with torch.no_grad():
+        logits = torch.stack([_net(ens, j)(x) for j in range(ens.n_samples)])
     cls = target if target is not None else logits.softmax(-1).mean(0).argmax(-1)
     return logits.gather(2, cls.view(1, -1, 1).expand(ens.n_samples, -1, 1)).squeeze(2), cls
 
@@ -105,10 +106,12 @@ def test_ig_completeness_inner_conv_layer(trained):
     attr = bl.explain(ens, x, "integrated_gradients", layer=3, reduce=None, steps=256)
     # the explained unit: sum of the most active channel after conv 3's activation
     for j in range(ens.n_samples):
-        h = _net(ens, j)[:5](x)
+        with torch.no_grad():
+            h = _net(ens, j)[:5](x)
         ch = h.sum((2, 3)).argmax(-1)
         u = h[torch.arange(x.shape[0]), ch].sum((1, 2))
-        u0 = _net(ens, j)[:5](torch.zeros_like(x))[torch.arange(x.shape[0]), ch].sum((1, 2))
+        with torch.no_grad():
+            u0 = _net(ens, j)[:5](torch.zeros_like(x))[torch.arange(x.shape[0]), ch].sum((1, 2))
         rel = (attr[j].flatten(1).sum(1) - (u - u0)).abs() / (u - u0).abs()
         assert float(rel.max()) < 0.01
 
@@ -135,6 +138,25 @@ def test_ig_equals_hand_written_riemann_sum(fc2, method):
             total += w * g
         ref = ((x - x0) * total).sum(1)
         torch.testing.assert_close(got[j], ref, atol=1e-12, rtol=1e-10)
+
+
+def test_gradient_through_residual_blocks():
+    """The explainers run on ResNet-20 (normalisation, BatchNorm, residual blocks) too."""
+    from lrp_reference import randomize_batchnorm
+
+    gen = torch.Generator().manual_seed(5)
+    nets = [randomize_batchnorm(bl.nets.build("resnet20", seed=s, in_shape=(3, 4, 4)), gen)
+            .double() for s in range(2)]
+    ens = double_ensemble(nets)
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=gen)
+    target = torch.tensor([3, 8])
+    got = bl.explain(ens, x, "gradient", reduce=None, target=target)
+    for j in range(2):
+        p = x.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(_net(ens, j)(p)[torch.arange(2), target].sum(), p)
+        torch.testing.assert_close(got[j], ref.sum(1), atol=1e-12, rtol=1e-10)
+    block = bl.nets.learnable_layers(ens.module)[3]
+    assert bl.explain(ens, x, "integrated_gradients", layer=block, steps=4).shape == (2, 4, 4)
 
 
 def test_path_points_sum_to_one():
