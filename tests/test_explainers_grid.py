@@ -83,3 +83,15 @@ def test_stored_heatmaps_equal_a_direct_call(run, rule):
                                    **params)
             torch.testing.assert_close(stored["mean"][i], mean, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(stored["std"][i], std, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule,options", [("gradient", {}),
+                                          ("smoothgrad", {"base": "integrated_gradients"})])
+def test_output_seed_one_is_refused_for_gradient_methods(rule, options):
+    bad = {**CONFIG, "attacks": [{"method": "fgsm"}],
+           "explain": {"rules": [rule], "output_seed": "one", "n_samples": [1, 3],
+                       "options": {rule: options} if options else None}}
+    with pytest.raises(bl.BayesLRPError, match=r"explain.output_seed: .*'logit'"):
+        load_config(bad)
+    fine = {**bad, "explain": {**bad["explain"], "rules": ["epsilon"], "options": None}}
+    load_config(fine)

@@ -45,7 +45,16 @@ def _sliced(index, sl):
     return None if index is None else index[:, sl]
 
 
+def _refuse_seed_one(name: str, seed: str) -> None:
+    if seed == "one":
+        raise ValueError(f"explainer {name!r} explains the unit's value; output_seed 'one' is "
+                         "an LRP relevance initialisation (use 'logit')")
+
+
 class _GradientBase(StackMethod):
+    def check_settings(self, params, seed):
+        _refuse_seed_one(self.name, seed)
+
     def _attribution(self, grad, x, spec):
         raise NotImplementedError
 
@@ -125,6 +134,9 @@ class IntegratedGradients(StackMethod):
 
     name = "integrated_gradients"
     Params = IGParams
+
+    def check_settings(self, params, seed):
+        _refuse_seed_one(self.name, seed)
 
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         import torch

@@ -71,6 +71,11 @@ class FusionGradParams(NoiseGradParams):
     bounds: Bounds = (0.0, 1.0)
 
 
+def _check_base_settings(params: dict, seed: str) -> None:
+    base = params.get("base", "gradient")
+    EXPLAINERS.get(base)().check_settings(params.get("base_params", {}), seed)
+
+
 def _base(explainer, spec):
     return explainer.replace(method=spec.base, params=dict(spec.base_params))
 
@@ -161,6 +166,9 @@ class SmoothGrad(StackMethod):
     name = "smoothgrad"
     Params = SmoothGradParams
 
+    def check_settings(self, params, seed):
+        _check_base_settings(params, seed)
+
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)
         lo, hi = spec.bounds
@@ -176,6 +184,9 @@ class NoiseGrad(StackMethod):
     name = "noisegrad"
     Params = NoiseGradParams
 
+    def check_settings(self, params, seed):
+        _check_base_settings(params, seed)
+
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)
         return noise_weights(_base(explainer, spec), stack, x, index, n=spec.n, sigma=spec.sigma,
@@ -189,6 +200,9 @@ class FusionGrad(StackMethod):
 
     name = "fusiongrad"
     Params = FusionGradParams
+
+    def check_settings(self, params, seed):
+        _check_base_settings(params, seed)
 
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)
