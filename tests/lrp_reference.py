@@ -133,6 +133,13 @@ def rule_relevance(rule, m, b, a, r, opts):
         contrib = mg * a[None, :]
         z = contrib.sum(1) + bg
         return contrib.T @ (r / (z + opts["stabilizer"] * sign0(z)))
+    if rule == "zplus":
+        return rule_relevance("alphabeta", m, b, a, r, {**opts, "alpha": 1.0, "beta": 0.0})
+    if rule == "zbox":
+        lo, hi = opts["low"], opts["high"]
+        contrib = m * a[None, :] - np.maximum(m, 0) * lo - np.minimum(m, 0) * hi
+        z = contrib.sum(1)
+        return contrib.T @ (r / (z + opts["stabilizer"] * sign0(z)))
     if rule == "alphabeta":
         contrib = m * a[None, :]
         pos, neg = np.maximum(contrib, 0), np.minimum(contrib, 0)
@@ -247,11 +254,20 @@ def forward(net, x, stop, beta=None, cache=None):
 
 
 def backward(steps, r, rule, opts):
+    """``rule``: a rule name, or a composite — one ``(name, options)`` per affine step in
+    forward order (networks without residual blocks)."""
+    per_layer = isinstance(rule, (list, tuple))
+    n_affine = sum(step[0] == "affine" for step in steps)
     for step in reversed(steps):
         kind = step[0]
         if kind == "affine":
             _, m, b, a = step
-            r = rule_relevance(rule, m, b, a, r, opts)
+            n_affine -= 1
+            if per_layer:
+                name, extra = rule[n_affine]
+                r = rule_relevance(name, m, b, a, r, {**opts, **extra})
+            else:
+                r = rule_relevance(rule, m, b, a, r, opts)
         elif kind == "select":
             r = step[1].T @ r
         elif kind == "avg":

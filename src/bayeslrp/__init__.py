@@ -17,10 +17,20 @@ _SUBMODULES = ("data", "nets", "train", "mcmc", "lrp", "attacks", "metrics", "st
                "experiment", "plots", "report", "fileio", "explainers", "plugins", "catalog",
                "analysis")
 
-__all__ = ["Ensemble", "BayesLRPError", "__version__", *_SUBMODULES]
+__all__ = ["Ensemble", "BayesLRPError", "__version__", "explain", "robustness", *_SUBMODULES]
 
 
 def __getattr__(name: str):
+    if name == "explain":  # bl.explain: the one library entry point of every explainer
+        from .explainers.api import explain
+
+        globals()["explain"] = explain
+        return explain
+    if name == "robustness":  # bl.robustness: one call for a robustness number
+        from .scoring import robustness
+
+        globals()["robustness"] = robustness
+        return robustness
     if name in _SUBMODULES:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module

@@ -18,6 +18,7 @@ def _register_commands() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from . import attack_cmd, data_cmd, model_cmd  # noqa: F401
     from . import plan_cmd, run_cmd  # noqa: F401
+    from . import score_cmd  # noqa: F401
 
 
 def fail(message: str) -> None:

@@ -132,10 +132,15 @@ class ExplainSpec(StrictSpec):
             if name not in self.rules:
                 raise ConfigIssue(("options", name), f"explainer {name!r} is not in rules")
         for name in self.rules:
+            method = EXPLAINERS.get(name)()
             try:  # a plug-in's options are validated here, at load time
-                EXPLAINERS.get(name)().key_args(self)
+                params = method.key_args(self)
             except ValueError as exc:
                 raise ConfigIssue(("options", name), " ".join(str(exc).split())[:300]) from None
+            try:
+                method.check_settings(params, self.output_seed)
+            except ValueError as exc:
+                raise ConfigIssue(("output_seed",), " ".join(str(exc).split())[:300]) from None
         return self
 
     def layers_for(self, arch: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ keyword. ``Explainer("epsilon", {"epsilon": 0.1}, layer=5).explain(ens, x)`` is 
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,8 +29,11 @@ class Explainer:
     Attributes
     ----------
     method : str
-        A name registered in :data:`bayeslrp.explainers.EXPLAINERS` (``epsilon``, ``gamma``,
-        ``alphabeta``, or a user's).
+        A name registered in :data:`bayeslrp.explainers.EXPLAINERS`: the LRP rules
+        (``epsilon``, ``gamma``, ``alphabeta``), the composites (``epsilon_plus``,
+        ``epsilon_alpha2_beta1``, ``epsilon_gamma_box``, ``composite``), ``gradient``,
+        ``grad_x_input``, ``integrated_gradients``, ``smoothgrad``, ``noisegrad``,
+        ``fusiongrad`` (docs/explainers.md), or a user's.
     params : mapping
         The method's own parameters (e.g. ``{"epsilon": 0.1}``).
     layer : int or None
@@ -66,8 +70,11 @@ class Explainer:
         object.__setattr__(self, "params", dict(self.params))
 
     def __hash__(self) -> int:
-        return hash((self.method, tuple(sorted(self.params.items())), self.layer, self.seed,
-                     self.inner, self.target_mode, self.n_samples, self.reduce))
+        # params may hold maps (a composite's rules, a wrapper's base_params) or tensors
+        params = json.dumps(self.params, sort_keys=True,
+                            default=lambda o: f"<{type(o).__name__} {id(o)}>")
+        return hash((self.method, params, self.layer, self.seed, self.inner, self.target_mode,
+                     self.n_samples, self.reduce))
 
     def replace(self, **changes: Any) -> "Explainer":
         """A copy with some settings changed."""

@@ -18,11 +18,32 @@ class LRPMethod(ExplainerMethod):
         rp = explain_spec.rule_params
         return {key: getattr(rp, key) for key in self.rule_keys}
 
+    @classmethod
+    def check_params(cls, params: dict) -> dict:
+        """``params`` of this rule as floats (torch-free; for wrappers' ``base_params``)."""
+        allowed = set(cls.rule_keys) | {"stabilizer"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)} for the {cls.name} rule; "
+                             f"allowed: {sorted(allowed)}")
+        out = {}
+        for key, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{cls.name} rule parameter {key} must be a number >= 0")
+            out[key] = float(value)
+        return out
+
+    def rule(self, explainer):
+        """The rule object of ``explainer.params``."""
+        from bayeslrp import lrp
+
+        return lrp.make_rule(self.name, **explainer.params)
+
     def heatmaps(self, ens, x, explainer, *, target=None, create_graph=False,
                  surrogate_beta=None):
         from bayeslrp import lrp
 
-        rule = lrp.make_rule(self.name, **explainer.params)
+        rule = self.rule(explainer)
         return lrp.explain(ens, x, rule=rule, layer=explainer.layer,
                            n_samples=explainer.n_samples, reduce=explainer.reduce,
                            target=target, create_graph=create_graph, seed=explainer.seed,

@@ -32,6 +32,10 @@ class ExplainerMethod:
         options = (explain_spec.options or {}).get(self.name, {})
         return self.Params.model_validate(options).model_dump(mode="json")
 
+    def check_settings(self, params: dict, seed: str) -> None:
+        """Refuse (``ValueError``) settings this method cannot honour, at config load time;
+        ``params`` are the method's validated parameters, ``seed`` the output seed."""
+
     def per_sample(self, ens, x, explainer, *, target, create_graph: bool,
                    surrogate_beta: float | None):
         """Every sample's heatmap ``[S, B, H, W]`` (S = ``explainer.n_samples`` or all)."""

@@ -7,9 +7,12 @@
 Rules: :mod:`~bayeslrp.lrp.rules`; per-module propagation: :mod:`~bayeslrp.lrp.layers`;
 targets and seeds: :mod:`~bayeslrp.lrp.targets`; the driver: :mod:`~bayeslrp.lrp.engine`.
 """
+from .composite import Composite
 from .engine import DEFAULT_MEMORY_BUDGET, chunk_plan, explain, explain_with_std
-from .rules import AlphaBeta, Epsilon, Gamma, Rule, make_rule
+from .rules import AlphaBeta, Epsilon, Gamma, Rule, ZBox, make_rule
+from .stack import ParamStack, as_stack
 from .targets import resolve_layer
 
 __all__ = ["explain", "explain_with_std", "chunk_plan", "make_rule", "Rule", "Epsilon", "Gamma",
-           "AlphaBeta", "resolve_layer", "DEFAULT_MEMORY_BUDGET"]
+           "AlphaBeta", "ZBox", "Composite", "ParamStack", "as_stack", "resolve_layer",
+           "DEFAULT_MEMORY_BUDGET"]

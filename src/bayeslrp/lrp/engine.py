@@ -25,6 +25,7 @@ from .bayes import MeanStd
 from .layers import (Activation, Block, Context, Dense, Flatten, Node, Normalize, Passthrough,
                      compile_network)
 from .rules import Rule, is_shared, make_rule
+from .stack import ParamStack, as_stack
 
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes per chunk (activations + records + relevance)
 WORKING_SET = 4 << 20  # bytes of a chunk's largest activation (about a CPU's cache)
@@ -52,7 +53,11 @@ def device_limits(device: torch.device, budget: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- model and job
 def _model_params(model, n_samples):
-    """(network, params ``name -> [n, ...]``, n) of an Ensemble or a single nn.Sequential."""
+    """(network, params ``name -> [n, ...]``, n) of an Ensemble, a ParamStack or a single
+    nn.Sequential."""
+    if isinstance(model, ParamStack):
+        stack = as_stack(model, n_samples)
+        return stack.module, dict(stack.params), stack.n
     if isinstance(model, Ensemble):
         n = model.resolve_n(n_samples)
         params = {k: v[:n] for k, v in model.params.items()}
@@ -122,10 +127,11 @@ def _job(model, x, rule, layer, n_samples, target, create_graph, seed, target_mo
     first = next(iter(params.values()))
     cut = tg.resolve_layer(net, layer)
     nodes = compile_network(net, cut.stop)
+    rule_obj = rule_obj.bind(nodes)  # a composite resolves its per-layer rules here
     x = x.to(device=first.device, dtype=first.dtype)
     if not create_graph:
         x = x.detach()
-    fixed = tg.explicit_target(target, x.shape[0], first.device)
+    fixed = tg.explicit_target(target, x.shape[0], first.device, n_samples=n)
     if fixed is not None and not cut.is_output and inner == "all":
         raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
     return _Job(net, nodes, cut, params, n, x, rule_obj, fixed, seed, target_mode, inner,
@@ -263,7 +269,7 @@ def _chunk_heatmaps(job: _Job, xb: torch.Tensor, ctx: Context, classes: torch.Te
     h, records = _forward(job.nodes, xb, ctx, s, keep=True)
     if job.cut.is_output:
         if target is not None:
-            classes = target.unsqueeze(0).expand(s, -1)
+            classes = target if target.dim() == 2 else target.unsqueeze(0).expand(s, -1)
         elif classes is None:  # every sample of these images is in this chunk
             classes = tg.classes_from_logits(h.detach(), job.target_mode)
         r = tg.output_seed(h, classes, job.seed)
@@ -277,6 +283,15 @@ def _chunk_heatmaps(job: _Job, xb: torch.Tensor, ctx: Context, classes: torch.Te
         r = node.relevance(r, records.pop(), ctx)  # records are freed as the walk goes
     heat = r[:, :, 0] if r.shape[2] == 1 else r.sum(dim=2)  # sum over input channels
     return heat, summed
+
+
+def _target_rows(target: torch.Tensor | None, s0: int, s_chunk: int, b0: int, b1: int):
+    """The explicit targets of one chunk: ``[b]`` (every sample) or ``[s, b]`` (per sample)."""
+    if target is None:
+        return None
+    if target.dim() == 1:
+        return target[b0:b1]
+    return target[s0:s0 + s_chunk, b0:b1]
 
 
 # --------------------------------------------------------------------------- public
@@ -313,7 +328,8 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
         sample's heatmap ``[S, B, H, W]``.
     target : int or Tensor, optional
         Output layer: the class to explain per image (overrides ``target_mode``). Inner layer:
-        the unit (Linear) or channel (Conv) to seed per image (overrides the argmax).
+        the unit (Linear) or channel (Conv) to seed per image (overrides the argmax). Shape
+        ``[B]`` (every sample) or ``[n, B]`` (one per sample and image).
     create_graph : bool
         Keep the autograd graph so the heatmap is differentiable w.r.t. ``x`` (saliency
         attacks). Otherwise everything runs under ``torch.no_grad``.
@@ -370,7 +386,7 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
                 heat, summed = _chunk_heatmaps(
                     job, job.x[b0:b1], ctx,
                     None if classes is None else classes[s0:s0 + s_chunk, b0:b1],
-                    None if job.target is None else job.target[b0:b1],
+                    _target_rows(job.target, s0, s_chunk, b0, b1),
                     sum_samples=reduce == "mean")
                 if reduce is None:
                     per_sample.append(heat)

@@ -147,10 +147,11 @@ class Dense(Node):
 
     def relevance(self, r, record, ctx):
         a, z, weight, bias, amap = record
+        rule = ctx.rule.rule_for(self.prefix)
         if getattr(amap, "sum_samples", False):
             # shared input, mean wanted: relevance summed over the samples, [1, B, ...]
-            return ctx.rule.relevance(SummedMap(amap), a[:1], z, weight, bias, r)
-        return ctx.rule.relevance(amap, a, z, weight, bias, r)
+            return rule.relevance(SummedMap(amap), a[:1], z, weight, bias, r)
+        return rule.relevance(amap, a, z, weight, bias, r)
 
 
 class Activation(Node):

@@ -105,6 +105,14 @@ class Rule:
         """
         raise NotImplementedError
 
+    def rule_for(self, prefix: str) -> "Rule":
+        """The rule of the affine layer ``prefix`` (a composite answers per layer)."""
+        return self
+
+    def bind(self, nodes) -> "Rule":
+        """This rule for a compiled network ``nodes`` (a composite resolves its map here)."""
+        return self
+
     def proportional(self, parts: list[torch.Tensor],
                      relevance: torch.Tensor) -> list[torch.Tensor]:
         """Split ``relevance`` of a sum in proportion to its summands (residual add)."""
@@ -200,7 +208,38 @@ class AlphaBeta(Rule):
         return result
 
 
-_RULES = {"epsilon": Epsilon, "gamma": Gamma, "alphabeta": AlphaBeta}
+@dataclass(frozen=True)
+class ZBox(Rule):
+    r"""z^B rule for an input layer whose inputs lie in ``[low, high]`` (Montavon et al. 2017).
+
+    :math:`R_j = \sum_k (a_j w_{jk} - l_j w^+_{jk} - h_j w^-_{jk}) R_k /
+    \sum_{j'} (a_{j'} w_{j'k} - l_{j'} w^+_{j'k} - h_{j'} w^-_{j'k})`. The bias cancels (as in
+    Zennit's ZBox, which also subtracts ``b^+`` and ``b^-``). Every contribution is ≥ 0 when
+    ``low ≤ a ≤ high``; the denominator is pushed away from zero by ``stabilizer``.
+    """
+
+    low: float = 0.0
+    high: float = 1.0
+    name = "zbox"
+
+    def __post_init__(self):
+        if not self.low < self.high:
+            raise BayesLRPError(f"the z^B rule needs low < high (got low={self.low}, "
+                                f"high={self.high})")
+
+    def relevance(self, layer, a, z, weight, bias, relevance):
+        lo = elementwise(lambda t: torch.full_like(t, self.low), a)
+        hi = elementwise(lambda t: torch.full_like(t, self.high), a)
+        w_pos = positive_part(weight)
+        w_neg = weight - w_pos
+        zb = (layer.forward(a, weight, None) - layer.forward(lo, w_pos, None)
+              - layer.forward(hi, w_neg, None))
+        s = relevance / stabilize(zb, self.stabilizer)
+        return (a * layer.backward(s, weight) - lo * layer.backward(s, w_pos)
+                - hi * layer.backward(s, w_neg))
+
+
+_RULES = {"epsilon": Epsilon, "gamma": Gamma, "alphabeta": AlphaBeta, "zbox": ZBox}
 _ALIASES = {"eps": "epsilon", "alpha_beta": "alphabeta", "alpha-beta": "alphabeta",
             "ab": "alphabeta"}
 
@@ -210,10 +249,11 @@ def make_rule(rule: str | Rule = "epsilon", **params: float) -> Rule:
 
     Parameters
     ----------
-    rule : {"epsilon", "gamma", "alphabeta"} or Rule
+    rule : {"epsilon", "gamma", "alphabeta", "zbox"} or Rule
         The rule; a :class:`Rule` instance is returned as is (then ``params`` must be empty).
     **params
-        ``epsilon`` (ε rule), ``gamma`` (γ rule), ``alpha`` / ``beta`` (αβ rule) and
+        ``epsilon`` (ε rule), ``gamma`` (γ rule), ``alpha`` / ``beta`` (αβ rule), ``low`` /
+        ``high`` (z^B rule) and
         ``stabilizer`` (all rules; δ of proportional nodes and of the γ/αβ denominators).
     """
     if isinstance(rule, Rule):

@@ -73,8 +73,10 @@ def validate_options(seed: str, target_mode: str, inner: str) -> None:
         raise BayesLRPError(f"inner={inner!r} is not known; choose one of {INNER_MODES}")
 
 
-def explicit_target(target, n_images: int, device) -> torch.Tensor | None:
-    """``target`` as a long tensor ``[B]`` (an int applies to every image), or None."""
+def explicit_target(target, n_images: int, device,
+                    n_samples: int | None = None) -> torch.Tensor | None:
+    """``target`` as a long tensor ``[B]`` (an int applies to every image) or, when
+    ``n_samples`` is given, also ``[n_samples, B]`` (one per sample and image); or None."""
     if target is None:
         return None
     t = torch.as_tensor(target, device=device)
@@ -83,6 +85,8 @@ def explicit_target(target, n_images: int, device) -> torch.Tensor | None:
     t = t.long()
     if t.dim() == 0:
         t = t.expand(n_images)
+    if n_samples is not None and t.shape == (n_samples, n_images):
+        return t
     if t.shape != (n_images,):
         raise BayesLRPError(f"target must be an int or have shape [{n_images}] (one per image); "
                             f"got shape {list(t.shape)}")
@@ -125,7 +129,7 @@ def inner_seed(h: torch.Tensor, seed: str, inner: str,
     if inner == "all":
         return torch.ones_like(h) if seed == "one" else h
     if target is not None:
-        index = target.unsqueeze(0).expand(h.shape[0], -1)
+        index = target if target.dim() == 2 else target.unsqueeze(0).expand(h.shape[0], -1)
     elif h.dim() == 3:
         index = h.argmax(-1)
     else:
