@@ -9,7 +9,8 @@ from bayeslrp.errors import BayesLRPError
 
 
 def test_datasets_names():
-    assert set(bd.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "digits", "synthetic"}
+    assert set(bd.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "digits", "synthetic",
+                                "cifar_synthetic"}
 
 
 @pytest.mark.parametrize("split, n", [("train", 1348), ("test", 449)])
