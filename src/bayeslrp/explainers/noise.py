@@ -159,15 +159,19 @@ def noise_weights(base, stack, x, index, *, n, sigma, seed, create_graph, surrog
     return torch.cat(out)
 
 
+class _NoiseWrapper(StackMethod):
+    """A wrapper of a base explainer: its settings are checked as the base's."""
+
+    def check_settings(self, params, seed):
+        _check_base_settings(params, seed)
+
+
 @EXPLAINERS.register
-class SmoothGrad(StackMethod):
+class SmoothGrad(_NoiseWrapper):
     """SmoothGrad of any base explainer."""
 
     name = "smoothgrad"
     Params = SmoothGradParams
-
-    def check_settings(self, params, seed):
-        _check_base_settings(params, seed)
 
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)
@@ -178,14 +182,11 @@ class SmoothGrad(StackMethod):
 
 
 @EXPLAINERS.register
-class NoiseGrad(StackMethod):
+class NoiseGrad(_NoiseWrapper):
     """NoiseGrad: the base explainer averaged over multiplicative weight noise."""
 
     name = "noisegrad"
     Params = NoiseGradParams
-
-    def check_settings(self, params, seed):
-        _check_base_settings(params, seed)
 
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)
@@ -195,14 +196,11 @@ class NoiseGrad(StackMethod):
 
 
 @EXPLAINERS.register
-class FusionGrad(StackMethod):
+class FusionGrad(_NoiseWrapper):
     """FusionGrad: NoiseGrad of SmoothGrad of the base explainer."""
 
     name = "fusiongrad"
     Params = FusionGradParams
-
-    def check_settings(self, params, seed):
-        _check_base_settings(params, seed)
 
     def stack_heatmaps(self, stack, x, explainer, index, *, create_graph, surrogate_beta):
         spec, _ = validated(type(self), explainer.params)

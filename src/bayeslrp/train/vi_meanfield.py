@@ -221,10 +221,10 @@ def _check_fit_args(x, y, *, epochs, lr, batch_size, likelihood, noise_std, lr_s
 def _set_lr(optimiser, lr: float, schedule: str, step: int, total_steps: int, epoch: int,
             options: TrainOptions) -> None:
     """Cosine annealing per step and/or the milestones' steps per epoch (none: constant)."""
+    if schedule != "cosine" and not options.lr_milestones:
+        return
     if schedule == "cosine":
         lr = 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
-    elif not options.lr_milestones:
-        return
     if options.lr_milestones:
         lr = options.lr_at(epoch, lr)
     for group in optimiser.param_groups:
