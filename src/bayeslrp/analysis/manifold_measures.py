@@ -110,22 +110,23 @@ def cumulative_means(values: torch.Tensor, n_list: Sequence[int]) -> torch.Tenso
 
 def share_rows(values: torch.Tensor, bases: Mapping[str, torch.Tensor],
                n_list: Sequence[int], labels: Mapping[str, object],
-               points: Sequence[int]) -> pd.DataFrame:
+               points: Sequence[int], samples: bool = True) -> pd.DataFrame:
     """Rows of the manifold table for one quantity's per-sample values ``[S, B, ...]``.
 
     ``kind = "sample"`` rows hold each sample's share (``sample`` = its index, ``n`` = 1);
     ``kind = "mean"`` rows the share of the mean of the first ``n`` samples (``sample`` = −1).
     ``bases`` maps a basis label (``pca``, ``random``) to its ``[B, D, d]`` bases; ``labels``
-    the constant columns (model, attack, quantity, k, dim …).
+    the constant columns (model, attack, quantity, k, dim …); ``samples=False`` leaves out
+    the per-sample rows.
     """
     s, b = values.shape[0], values.shape[1]
     n_list = [int(n) for n in n_list if int(n) <= s] or [s]
     means = cumulative_means(values, n_list)
     frames = []
     for basis, u in bases.items():
-        for kind, vecs, ns, samples in (
-                ("sample", values, [1] * s, list(range(s))),
-                ("mean", means, n_list, [-1] * len(n_list))):
+        kinds = [("sample", values, [1] * s, list(range(s)))] if samples else []
+        kinds.append(("mean", means, n_list, [-1] * len(n_list)))
+        for kind, vecs, ns, index in kinds:
             tangent, normal = tangent_normal_norms(vecs, u)  # [m, B]
             total = torch.sqrt(tangent ** 2 + normal ** 2)
             share = torch.where(total > 0, normal / total.clamp_min(1e-300),
@@ -134,7 +135,7 @@ def share_rows(values: torch.Tensor, bases: Mapping[str, torch.Tensor],
             frames.append(pd.DataFrame({
                 "basis": basis, "kind": kind,
                 "n": np.repeat(np.asarray(ns, dtype=np.int64), b),
-                "sample": np.repeat(np.asarray(samples, dtype=np.int64), b),
+                "sample": np.repeat(np.asarray(index, dtype=np.int64), b),
                 "point": np.tile(np.asarray(points, dtype=np.int64), m),
                 "tangent_norm": tangent.reshape(-1).numpy(),
                 "normal_norm": normal.reshape(-1).numpy(),

@@ -35,6 +35,7 @@ from pydantic import (BaseModel, Field, StringConstraints, ValidationError, crea
 from bayeslrp import catalog
 from bayeslrp.errors import BayesLRPError
 from bayeslrp.experiment.config_compat import COMPAT_ORIGINAL, expand_compat
+from bayeslrp.experiment.config_analysis import AnalysisSpec
 from bayeslrp.experiment.config_sections import (CompareSpec, DataSpec, ExplainSpec,
                                                  MetricsSpec, RuleParams)
 from bayeslrp.experiment.config_text import error_line, field_names, parse_yaml, plain
@@ -85,6 +86,7 @@ class Config(StrictSpec):
     explain: ExplainSpec = ExplainSpec()
     metrics: MetricsSpec = MetricsSpec()
     compare: CompareSpec | None = None
+    analysis: AnalysisSpec | None = None
     compat: Literal["spec", "original"] = "spec"
 
     @model_validator(mode="before")

@@ -24,6 +24,7 @@ from .boxplots import rule_boxplots
 from .distributions import difference_distributions
 from .frames import (BAYESIAN, RULE_TITLES, det_bayes_pairs, k_label, mark_own_samples,
                      metric_k, paired_differences, pick_rule, select)
+from .manifold import manifold_figure
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
 from .rundir import RunData, load_run
 from .scatter import robustness_scatter
@@ -227,6 +228,29 @@ def _plan_scatter(run: RunData, skipped: list[dict]) -> list[_Plan]:
     return plans
 
 
+def _plan_manifold(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    path = run.path / "manifold.parquet"
+    if not path.is_file():
+        return []  # the config has no analysis.manifold: nothing to say
+    table = pd.read_parquet(path)
+    plans = []
+    for (dataset, arch), _part in table.groupby(["dataset", "arch"], sort=True):
+        def draw(table=table, dataset=dataset, arch=arch):
+            return manifold_figure(table, dataset, arch)
+
+        plans.append(_Plan(
+            f"manifold__{_safe(dataset)}__{_safe(arch)}",
+            f"Off-manifold share vs posterior samples, {dataset} {arch}",
+            "Normal share ‖(I − UUᵀ)g‖/‖g‖ of the mean over the first n posterior samples of "
+            "each quantity g (input gradient of the explained logit, of the loss, each "
+            "explainer's heatmap), U the tangent space of the data manifold at the attacked "
+            "point (local PCA of its nearest training images); median over the points with "
+            "the interquartile band. Dashed: single-network models; dotted: a random "
+            "subspace of the same dimension. Paper 000 Theorem IV.1 predicts the Bayesian "
+            "share to fall towards 0 as n grows (large-data limit).", draw))
+    return plans
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -276,7 +300,7 @@ def make_all_figures(run_dir: str | Path, formats=FORMATS) -> list[Path]:
         skipped.append({"figure": "all", "reason": "the results table has no rows"})
     else:
         for planner in (_plan_layer_heatmaps, _plan_differences, _plan_scatter,
-                        _plan_det_vs_bayes):
+                        _plan_det_vs_bayes, _plan_manifold):
             plans.extend(planner(run, skipped))
     records: list[FigureRecord] = []
     written: list[Path] = []

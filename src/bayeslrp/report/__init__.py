@@ -26,6 +26,7 @@ from .drivers import difference_drivers_table, drivers_display
 from .html import esc, figure_html, key_value_table, page, table_html
 from .headline import headline_table
 from .manifest_tables import runs_table, stage_timings_table
+from .manifold import manifold_section
 from .tables import (KNOWN_PIXELS, accuracy_table, attack_success_table, mann_whitney_display,
                      mann_whitney_table, median_robustness_table, nnz_display, nnz_table,
                      spearman_display, spearman_table)
@@ -119,6 +120,7 @@ _SECTIONS = [
     ("spearman", "Spearman correlation"),
     ("sparsity", "Sparse heatmaps"),
     ("drivers", "What drives the difference"),
+    ("manifold", "Off the data manifold (Theorem IV.1)"),
     ("config", "Configuration"),
     ("manifest", "Versions and timings"),
 ]
@@ -151,6 +153,7 @@ _FIGURE_GROUPS = {
     "fig3": "Fig. 3 — robustness differences over LRP rules, with tests",
     "fig4": "Fig. 4 — LRP robustness vs softmax robustness",
     "fig6": "Fig. 6 — deterministic vs Bayesian heatmaps",
+    "manifold": "Off-manifold share of gradients and heatmaps vs posterior samples",
 }
 
 
@@ -237,7 +240,9 @@ def render_report(run: RunData) -> str:
     """The report of ``run`` as an HTML string (figures read from ``RUN_DIR/figures``)."""
     tables = report_tables(run)
     title = f"bayeslrp report — {run.path.resolve().name}"
-    nav = "".join(f'<li><a href="#{sid}">{esc(name)}</a></li>' for sid, name in _SECTIONS)
+    manifold = manifold_section(run.path)
+    sections = [(sid, name) for sid, name in _SECTIONS if sid != "manifold" or manifold]
+    nav = "".join(f'<li><a href="#{sid}">{esc(name)}</a></li>' for sid, name in sections)
     config = (f"<pre>{esc(run.config_text)}</pre>" if run.config_text is not None
               else '<p class="note">config.yaml not found.</p>')
     content = {
@@ -253,13 +258,14 @@ def render_report(run: RunData) -> str:
         "spearman": table_html(spearman_display(tables["spearman"])),
         "sparsity": table_html(nnz_display(tables["nnz"])),
         "drivers": table_html(drivers_display(tables["drivers"])),
+        "manifold": manifold,
         "config": config,
         "manifest": _manifest(run.manifest),
     }
     body = [f"<header><h1>{esc(title)}</h1><p class=\"lead\">Robustness of LRP explanations "
             f"of deterministic and Bayesian networks under adversarial attack. Run directory: "
             f"<code>{esc(run.path)}</code></p><nav><ol>{nav}</ol></nav></header>"]
-    for sid, name in _SECTIONS:
+    for sid, name in sections:
         note = f'<p class="note">{esc(_NOTES[sid])}</p>' if sid in _NOTES else ""
         body.append(f'<section id="{sid}"><h2>{esc(name)}</h2>{note}{content[sid]}</section>')
     return page(title, "\n".join(body))

@@ -10,6 +10,7 @@ from bayeslrp.experiment.stages.base import (MODEL_DIR, SYNTHETIC_DATA_SEED, Art
 from bayeslrp.experiment.stages.compare import RESULTS_FILE, TABLE_FILES, CompareStage
 from bayeslrp.analysis import RESULT_COLUMNS, RESULT_ORDER
 from bayeslrp.experiment.stages.data import DATA_FILE, IMAGES_FILE, DataStage
+from bayeslrp.experiment.stages.manifold import ManifoldStage
 from bayeslrp.experiment.stages.explain import HEATMAPS_FILE, ExplainStage, explain_cumulative
 from bayeslrp.experiment.stages.metrics import TABLE_FILE, MetricsStage
 from bayeslrp.experiment.stages.predict import PROBS_FILE, PredictStage, cumulative_probs
@@ -27,5 +28,5 @@ __all__ = ["STAGES", "ArtifactRef", "Stage", "StageContext", "StageOutput",
 #: Stage name → class, in pipeline order (the planning order and the scheduling priority).
 STAGES: Registry[Stage] = Registry("stage")
 for _cls in (DataStage, TrainStage, SelectStage, AttackStage, PredictStage, ExplainStage,
-             MetricsStage, CompareStage):
+             MetricsStage, CompareStage, ManifoldStage):
     STAGES.register(_cls)
