@@ -15,7 +15,7 @@ from bayeslrp.experiment import runner
 from bayeslrp.experiment.config import load_config
 from bayeslrp.experiment.stages.base import MODEL_DIR
 
-MANIFOLD = {"k": 12, "dim": 3, "n_samples": [1, 2, 3],
+MANIFOLD = {"k": 12, "dim": 3, "n_samples": [1, 2, 3], "heatmaps": ["epsilon", "grad_x_input"],
             "controls": {"random": True, "k": [20], "dim": [5]}}
 CONFIG = {
     "name": "manifold", "seed": 1,
@@ -50,6 +50,7 @@ def run(tmp_path_factory):
     ({"k": 12, "dim": 3, "controls": {"k": [3]}}, "below the neighbourhood size"),
     ({"quantities": [], "heatmaps": False, "perturbations": False}, "nothing to measure"),
     ({"quantities": ["hessian"]}, "analysis.manifold.quantities"),
+    ({"heatmaps": ["nope"]}, "unknown explainer 'nope'"),
 ])
 def test_bad_manifold_settings_are_config_errors(manifold, match):
     with pytest.raises(bl.BayesLRPError, match=match):
@@ -60,7 +61,8 @@ def test_manifold_table_is_published(run):
     table = pd.read_parquet(run.run_dir / "manifold.parquet")
     assert tuple(table.columns) == MANIFOLD_COLUMNS
     assert set(table["model"]) == {"det", "vi"}
-    assert set(table["quantity"]) == {"prediction", "loss", "heatmap:epsilon", "perturbation"}
+    assert set(table["quantity"]) == {"prediction", "loss", "heatmap:epsilon",
+                                      "heatmap:grad_x_input", "perturbation"}
     assert set(table["basis"]) == {"pca", "random"}
     assert set(zip(table["k"], table["dim"])) == {(12, 3), (20, 3), (12, 5)}
     vi = table[(table["model"] == "vi") & (table["kind"] == "mean")]
@@ -91,6 +93,12 @@ def test_stage_numbers_equal_direct_library_calls(run):
                        "and dim == 3 and kind == 'mean' and n == 2").sort_values("point")
     np.testing.assert_allclose(rows["share"].to_numpy(), want, rtol=1e-5, atol=1e-7)
     assert list(rows["point"]) == sorted(d["points"].tolist())
+    # heatmaps: every sample's grad×input map, explained for the predictive class
+    heat = bl.explain(ens, d["x"], method="grad_x_input", reduce=None, target=ens.predict(d["x"]))
+    want = mf.normal_share(heat.mean(0), bases).numpy()
+    rows = table.query("model == 'vi' and quantity == 'heatmap:grad_x_input' and basis == 'pca' "
+                       "and k == 12 and dim == 3 and kind == 'mean' and n == 3").sort_values("point")
+    np.testing.assert_allclose(rows["share"].to_numpy(), want, rtol=1e-5, atol=1e-7)
 
 
 def test_figure_and_report_section(run):
@@ -101,3 +109,11 @@ def test_figure_and_report_section(run):
     assert any(p.name.startswith("manifold") for p in figures.iterdir())
     html = (run.run_dir / "report.html").read_text()
     assert "Theorem IV.1" in html and "normal share" in html
+
+
+def test_plan_estimates_the_manifold_tasks(run):
+    from bayeslrp.experiment.plan_summary import plan_summary
+
+    summary = plan_summary(CONFIG, run.run_dir)
+    row = summary.table.set_index("stage").loc["manifold"]
+    assert row["tasks"] == 2 and row["done"] == 2 and row["estimate_s"] > 0

@@ -6,7 +6,7 @@ docs/manifold.md.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -43,7 +43,7 @@ class ManifoldSpec(StrictSpec):
     variance: Share | None = None
     n_samples: tuple_of(PosInt) = (1, 2, 5, 10, 20, 50, 100)
     quantities: tuple_of(Literal["prediction", "loss"], min_length=0) = ("prediction", "loss")
-    heatmaps: bool = True
+    heatmaps: Union[bool, tuple_of(str)] = True
     perturbations: bool = True
     samples: bool = True
     controls: ManifoldControls = ManifoldControls()
@@ -52,6 +52,25 @@ class ManifoldSpec(StrictSpec):
     @classmethod
     def _sorted_unique(cls, v: tuple) -> tuple:
         return tuple(sorted(unique(v, "sample count")))
+
+    @field_validator("heatmaps")
+    @classmethod
+    def _registered(cls, v):
+        from bayeslrp.explainers import EXPLAINERS
+
+        if isinstance(v, tuple):
+            unknown = [name for name in v if name not in EXPLAINERS.names()]
+            if unknown:
+                raise ValueError(f"unknown explainer {unknown[0]!r}; registered: "
+                                 f"{', '.join(EXPLAINERS.names())}")
+            return unique(v, "explainer")
+        return v
+
+    def heatmap_rules(self, rules: tuple[str, ...]) -> tuple[str, ...]:
+        """The explainers whose heatmaps are measured, given the config's ``explain.rules``."""
+        if self.heatmaps is True:
+            return tuple(rules)
+        return () if self.heatmaps is False else tuple(self.heatmaps)
 
     @model_validator(mode="after")
     def _dimension(self) -> "ManifoldSpec":

@@ -49,8 +49,8 @@ class ManifoldStage(Stage):
             return
         for m in planner.shared["models"]:
             last = catalog.learnable_layers(m.arch)[-1]
-            explainers = ({rule: explainer_key_params(cfg, rule, m, last, output_layer=True)
-                           for rule in cfg.explain.rules} if spec.heatmaps else {})
+            explainers = {rule: explainer_key_params(cfg, rule, m, last, output_layer=True)
+                          for rule in spec.heatmap_rules(cfg.explain.rules)}
             inputs = {"model": planner.shared["model_keys"][m.name],
                       "data": planner.shared["data"].key}
             if spec.perturbations:
@@ -75,7 +75,7 @@ class ManifoldStage(Stage):
         s, b = model_samples(config, task.coords["model"]), config.data.n_points
         passes = len(spec["quantities"]) + 3 * len(task.params["explainers"])
         work = 3.0 * passes * s * b * model_forward_flops(config, task.coords["model"])
-        n_train = catalog.DATASETS[config.data.dataset].n_train
+        n_train = catalog.DATASETS[config.data.dataset].train_size
         pixels = 1
         for size in config.data.image_shape:
             pixels *= size
