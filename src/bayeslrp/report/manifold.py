@@ -32,7 +32,7 @@ def manifold_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per model and quantity: median share at n = 1 and at the largest n, the random control,
     and the change; perturbation rows per attack (main k/d setting)."""
     main = main_setting(table)
-    stats = share_quantiles(main)
+    stats = share_quantiles(main[main["quantity"] != "perturbation"])
     rows = []
     for (model, method, quantity), part in stats.groupby(["model", "method", "quantity"],
                                                          sort=True):
@@ -53,6 +53,7 @@ def manifold_summary(table: pd.DataFrame) -> pd.DataFrame:
         extra = extra.rename(columns={"share": "share n=1"})
         extra["quantity"] = "perturbation " + extra.pop("attack")
         out = pd.concat([out, extra], ignore_index=True)
+    out["n max"] = out["n max"].astype("Int64")
     k, dim = main["k"].iloc[0], main["dim"].iloc[0]
     out.attrs["setting"] = (int(k), int(dim))
     return out

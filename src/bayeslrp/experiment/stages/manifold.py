@@ -73,7 +73,7 @@ class ManifoldStage(Stage):
 
         spec = task.params["manifold"]
         s, b = model_samples(config, task.coords["model"]), config.data.n_points
-        passes = len(spec["quantities"]) + 3 * len(task.params["explainers"])
+        passes = len(spec["quantities"]) + len(task.params["explainers"])  # each ≈ fwd + bwd
         work = 3.0 * passes * s * b * model_forward_flops(config, task.coords["model"])
         n_train = catalog.DATASETS[config.data.dataset].train_size
         pixels = 1
