@@ -39,3 +39,43 @@ def peak_rss_gib() -> float:
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+ARCHS = {"fc2": {"hidden": 512}, "conv": {"channels": 32, "hidden": 512}}
+
+
+def random_ensemble(arch: str, samples: int):
+    """An Ensemble of ``samples`` randomly initialised ``arch``-512 nets (seeds 0..S-1) and the
+    nets themselves; the cost of every stage does not depend on the weights' values."""
+    import bayeslrp as bl
+
+    nets = [bl.nets.build(arch, seed=s, **ARCHS[arch]) for s in range(samples)]
+    return bl.Ensemble.from_modules(nets, meta={"method": "random-init"}), nets
+
+
+def mnist_points(n: int):
+    """``n`` balanced real MNIST test images and labels (seed 0)."""
+    import bayeslrp as bl
+
+    x, y = bl.data.load("mnist", "test")
+    idx = bl.data.balanced_subset(y, n=n, seed=0)
+    return x[idx], y[idx]
+
+
+def forward_flops(arch: str) -> int:
+    """FLOPs of one MNIST image's forward pass through ``arch``-512."""
+    from bayeslrp.experiment.costs import forward_flops as flops
+
+    return flops(arch, ARCHS[arch], (1, 28, 28))
+
+
+def print_rows(rows: list[dict]) -> None:
+    """Print benchmark rows as an aligned table."""
+    if not rows:
+        return
+    keys = list(rows[0])
+    cells = [[f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)), flush=True)

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import functional_call, vmap
 
 from bayeslrp.analysis.manifold import tangent_normal_norms
+from bayeslrp.ensemble import forward_stacked
 from bayeslrp.errors import BayesLRPError
 
 __all__ = ["MANIFOLD_COLUMNS", "MANIFOLD_FILE", "MANIFOLD_ORDER", "sample_input_gradients",
@@ -82,13 +82,10 @@ def sample_input_gradients(ens, x: torch.Tensor, quantity: str = "prediction",
 def _chunk_gradients(ens, params, xb, labels, quantity):
     s = next(iter(params.values())).shape[0]
 
-    def one(p, xi):
-        return functional_call(ens.module, p, (xi,))
-
     with torch.enable_grad():
         # one input copy per sample, so the gradient of the summed values is per sample
         inp = xb.detach().unsqueeze(0).repeat(s, *([1] * xb.dim())).requires_grad_(True)
-        logits = vmap(one)(params, inp)  # [s, b, classes]
+        logits = forward_stacked(ens.module, params, inp, per_sample_inputs=True)  # [s, b, C]
         if quantity == "prediction":
             value = logits.gather(2, labels.view(1, -1, 1).expand(s, -1, 1)).sum()
         else:

@@ -12,18 +12,18 @@ An ensemble is attacked in one of three ways (paper II-C):
     the original code's: every sample is attacked separately as a deterministic network (its own
     random start, its own steps), and the S adversarial images are averaged.
 
-Everything is vectorised over images (chunked by ``batch_size``) and over samples (vmap via
-:meth:`bayeslrp.Ensemble.logits`).
+Everything is vectorised over images (chunked by ``batch_size``); samples run as
+:meth:`bayeslrp.Ensemble.logits` runs them.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
-from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-from ..ensemble import Ensemble
+from ..ensemble import Ensemble, forward_stacked, loops_over_samples
 from ..errors import BayesLRPError
 from ._common import (check_images, check_labels, check_positive, image_chunks, n_classes_of,
                       project)
@@ -131,18 +131,13 @@ def loss_per_image(ens: Ensemble, x: torch.Tensor, labels: torch.Tensor, n_sampl
 def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Logits ``[n, B, C]`` where sample ``s`` sees its own images ``x[s]`` (``x``: ``[n, B, …]``).
 
-    Vectorised with vmap over (parameters, images), chunked over samples like
-    :meth:`bayeslrp.Ensemble.logits`.
+    Run like :meth:`bayeslrp.Ensemble.logits` (a loop over samples on the CPU, vmap elsewhere),
+    chunked over samples.
     """
-    module = ens.module
-
-    def one(params, images):
-        return functional_call(module, params, (images,))
-
     outs = []
     for sl in ens.sample_chunks(n_samples, x[0]):
         params = {k: v[sl] for k, v in ens.params.items()}
-        outs.append(vmap(one)(params, x[sl]))
+        outs.append(forward_stacked(ens.module, params, x[sl], per_sample_inputs=True))
     return torch.cat(outs)
 
 
@@ -170,6 +165,7 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     state_shape = (n, *x.shape) if per_sample else tuple(x.shape)
     generator = torch.Generator().manual_seed(int(seed))
     chunks = list(image_chunks(ens, x0_all, n, batch_size))
+    groups = _sample_groups(ens, n) if per_sample else None
     best = best_obj = None
     for _ in range(int(restarts)):
         noise = None
@@ -181,11 +177,10 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
             x0 = x0_all[sl]
             labels = labels_all[sl]
             if per_sample:
-                start = x0.expand(n, *x0.shape)
-                if noise is not None:
-                    start = project(start + eps * noise[:, sl], x0, eps)
-            else:
-                start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps)
+                finals.append(_per_sample_steps(groups, x0, labels, noise, sl, mode, direction,
+                                                eps, alpha, int(steps)))
+                continue
+            start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps)
             finals.append(_run_steps(ens, start, x0, labels, n, mode, direction, eps, alpha,
                                      int(steps)))
         x_adv = torch.cat(finals, dim=1 if per_sample else 0)
@@ -204,6 +199,34 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     if per_sample:
         best = best.mean(0)
     return best.to(x.device)
+
+
+def _sample_groups(ens, n) -> list[tuple[slice, Ensemble]]:
+    """Samples attacked together in ``per_sample_average`` mode: one at a time on the CPU (the
+    step's elementwise work then stays in cache, as in a per-network attack), all at once
+    elsewhere. The samples' attacks are independent, so the grouping does not change them."""
+    if loops_over_samples(ens.device):
+        return [(slice(j, j + 1), _sample_view(ens, j)) for j in range(n)]
+    return [(slice(0, n), ens.head(n))]
+
+
+def _sample_view(ens, j) -> Ensemble:
+    """Sample ``j`` as a one-sample Ensemble of views: no parameter copy, the same module."""
+    view = copy.copy(ens)
+    view.params = {k: v[j:j + 1] for k, v in ens.params.items()}
+    return view
+
+
+def _per_sample_steps(groups, x0, labels, noise, sl, mode, direction, eps, alpha, steps):
+    """Final points ``[n, b, …]`` of the per-sample attacks on the images ``x0`` (chunk ``sl``)."""
+    finals = []
+    for samples, sub in groups:
+        start = x0.expand(sub.n_samples, *x0.shape)
+        if noise is not None:
+            start = project(start + eps * noise[samples, sl], x0, eps)
+        finals.append(_run_steps(sub, start, x0, labels, sub.n_samples, mode, direction, eps,
+                                 alpha, steps))
+    return torch.cat(finals)
 
 
 def _run_steps(ens, x_adv, x0, labels, n, mode, direction, eps, alpha, steps) -> torch.Tensor:
