@@ -25,7 +25,7 @@ def _affine_nodes(nodes) -> list:
     for node in nodes:
         if hasattr(node, "conv1") and hasattr(node, "conv2"):  # a residual block
             out += [node.conv1, node.conv2]
-        elif hasattr(node, "is_conv") and hasattr(node, "prefix"):
+        elif hasattr(node, "kind") and hasattr(node, "prefix"):  # Linear, Conv2d, BatchNorm
             out.append(node)
     return out
 
@@ -75,7 +75,7 @@ class Composite(Rule):
                                     f"the explained network; choose from {sorted(learnable)}")
         by_prefix = {}
         for i, node in enumerate(affine):
-            kind = "conv" if node.is_conv else "dense"
+            kind = node.kind  # "conv", "dense" or "norm" (a BatchNorm: only default / index)
             for selector in (node.first, "input" if i == 0 else None, kind, "default"):
                 if selector is not None and selector in table:
                     by_prefix[node.prefix] = table[selector]
