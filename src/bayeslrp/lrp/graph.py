@@ -141,7 +141,15 @@ def _entries_of(root: nn.Module, node: fx.Node, prefix: str, where: str,
         _collect(sub, _join(prefix, node.target), is_known, out)
         return out
     module = module_for_call(node)
-    if module is None:
-        raise BayesLRPError(f"unsupported operation {node.format_node()!r} in {where}.forward "
-                            "for LRP; write it as a module (see docs/lrp.md for the list)")
+    if module is None:  # reported when the chain is compiled, if it is reached
+        module = UnsupportedCall(f"{node.op} {getattr(node.target, '__name__', node.target)}"
+                                 f" in {where}.forward")
     return [Entry(_join(prefix, f"<{node.name}>"), module)]
+
+
+class UnsupportedCall(nn.Module):
+    """Stands for a traced call LRP has no module for (``what`` describes it)."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what

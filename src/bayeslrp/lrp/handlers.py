@@ -20,7 +20,7 @@ from torch import nn
 
 from .. import nets
 from ..errors import BayesLRPError
-from .graph import Entry, flat_entries
+from .graph import Entry, UnsupportedCall, flat_entries
 from .layers import (ACTIVATIONS, Activation, BatchNormAffine, Dense, Flatten, Node, Normalize,
                      Passthrough)
 from .pooling import AdaptiveMaxPool, AvgPool, MaxPool
@@ -119,9 +119,18 @@ def _handler(entries: list[Entry], i: int) -> Handler:
     h = handler_for(e.module)
     if h is None:
         where = f"position {i}" if e.name == str(i) else f"position {i} ({e.name!r})"
+        if isinstance(e.module, UnsupportedCall):
+            raise BayesLRPError(f"unsupported operation {e.module.what} at {where} for LRP; "
+                                f"write it as a module; supported: {supported_modules()}")
         raise BayesLRPError(f"unsupported module {type(e.module).__name__} at {where} for LRP; "
                             f"supported: {supported_modules()}")
     return h
+
+
+def check_entries(entries: list[Entry]) -> None:
+    """Raise for the first module of ``entries`` LRP has no handler for."""
+    for i in range(len(entries)):
+        _handler(entries, i)
 
 
 def learnable_positions(entries: list[Entry]) -> list[int]:
@@ -160,8 +169,9 @@ def compile_network(net: nn.Module, stop: int | None = None) -> list[Node]:
 
 
 def check_network(net: nn.Module) -> None:
-    """Raise :class:`~bayeslrp.errors.BayesLRPError` (one line) unless LRP can explain every
-    module of ``net`` (call it before training a network that will be explained)."""
-    compile_network(net)
-    if not learnable_positions(network_entries(net)):
-        raise BayesLRPError("the network has no learnable (Linear / Conv2d / BatchNorm) layer")
+    """Raise :class:`~bayeslrp.errors.BayesLRPError` (one line) unless LRP can explain ``net``
+    at its output (every module up to the last learnable layer; what follows it, e.g. a
+    softmax, is not explained). Call it before training a network that will be explained."""
+    from .targets import resolve_layer
+
+    compile_network(net, resolve_layer(net, None).stop)

@@ -76,7 +76,7 @@ def _check_running_stats(bn: nn.Module, where: str) -> None:
 
 
 def batchnorm_affine(p: dict, prefix: str, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample ``(scale, shift)`` ``[s, C]`` of an eval-mode BatchNorm ``y = scale·x + shift``."""
+    """Per-sample ``(scale, shift)`` ``[s, C]`` of an eval-mode BatchNorm: ``scale·x + shift``."""
     scale = torch.rsqrt(p[f"{prefix}.running_var"] + bn.eps)
     if bn.affine:
         scale = scale * p[f"{prefix}.weight"]

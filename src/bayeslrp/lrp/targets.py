@@ -40,11 +40,12 @@ class LayerCut:
 def resolve_layer(net: nn.Module, layer: int | str | None) -> LayerCut:
     """Where to cut the network for an explanation of learnable layer ``layer`` (a position
     of the network's chain, or the name of the module there, e.g. ``"features.0"``)."""
-    from .handlers import kind_at, learnable_positions, network_entries
+    from .handlers import check_entries, kind_at, learnable_positions, network_entries
 
     entries = network_entries(net)
     learnable = learnable_positions(entries)
     if not learnable:
+        check_entries(entries)  # an unsupported module is the likelier cause: name it
         raise BayesLRPError("the network has no learnable (Linear / Conv2d / BatchNorm / "
                             "BasicBlock) layer")
     names = {e.name: i for i, e in enumerate(entries)}
