@@ -276,3 +276,13 @@ def test_check_network_accepts_supported_networks(lenet):
     bl.lrp.check_network(lenet[3][0])
     bl.lrp.check_network(nested_net())
     bl.lrp.check_network(bl.nets.build("resnet20", in_shape=(3, 8, 8)))
+
+
+def test_ensemble_of_user_modules_runs_every_sample(lenet):
+    ens, _, x, nets = lenet
+    want = torch.stack([n(x) for n in nets]).detach()
+    torch.testing.assert_close(ens.logits(x), want)
+    assert ens.head(2).n_samples == 2 and ens.select([2]).module is not None
+    torch.testing.assert_close(ens.select([2]).logits(x)[0], want[2])
+    with pytest.raises(BayesLRPError, match="cannot be saved"):
+        ens.save("/nonexistent/never-written")

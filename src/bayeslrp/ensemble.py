@@ -173,7 +173,8 @@ class Ensemble:
             handles = [m.register_forward_hook(hook) for m in self.module.modules()]
             try:
                 with torch.no_grad():
-                    self.module(torch.zeros((1, *key), device=self.device))
+                    dtype = next((p.dtype for p in self.module.parameters()), torch.float32)
+                    self.module(torch.zeros((1, *key), device=self.device, dtype=dtype))
             finally:
                 for handle in handles:
                     handle.remove()
