@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from bayeslrp import catalog
 from bayeslrp.plugins.spec import (ConfigIssue, Name, Percent, PosFloat, PosInt, StrictSpec,
@@ -38,8 +38,10 @@ class UserDataSpec(StrictSpec):
                                            f"{list(self.bounds)}")
         try:
             self.describe()
-        except BayesLRPError as exc:
-            raise ConfigIssue((), str(exc)) from None
+        except BayesLRPError as exc:  # point at the file the message names
+            key = "test" if Path(self.test).name in str(exc) and \
+                Path(self.train).name not in str(exc) else "train"
+            raise ConfigIssue((key,), str(exc)) from None
         return self
 
     def describe(self) -> dict:
@@ -64,6 +66,11 @@ class UserDataSpec(StrictSpec):
         return f"user data {Path(self.train).name}/{Path(self.test).name}"
 
 
+def _dataset_kind(value) -> str:
+    """A mapping (or spec) is a user's files; anything else must be a built-in name."""
+    return "files" if isinstance(value, (dict, UserDataSpec)) else "name"
+
+
 class DataSpec(StrictSpec):
     """Which dataset, how many attacked test points, how much training data.
 
@@ -72,7 +79,9 @@ class DataSpec(StrictSpec):
     data, shared by every model of the config (seeded by the config's ``seed``).
     """
 
-    dataset: Union[Literal[tuple(catalog.DATASETS)], UserDataSpec]
+    dataset: Annotated[Union[Annotated[Literal[tuple(catalog.DATASETS)], Tag("name")],
+                             Annotated[UserDataSpec, Tag("files")]],
+                       Discriminator(_dataset_kind)]
     n_points: PosInt
     n_train: PosInt | None = None
     data_dir: str | None = None

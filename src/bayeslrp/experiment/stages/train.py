@@ -108,7 +108,7 @@ class TrainStage(Stage):
         net = _build_net(spec, params["shape"], n_classes, seed)
         init = load_model(inputs["init"], ctx) if "init" in inputs else None
         ens = method.train(spec, net, x.to(device), y.to(device), init=init,
-                           common={"seed": seed, "progress": ctx.progress, "device": device},
+                           common=_common(method, seed, ctx, device, params["dataset"]),
                            scratch=ctx.scratch)
         expected = int(spec.get("n_samples", 1))
         if ens.n_samples != expected:
@@ -143,6 +143,15 @@ class TrainStage(Stage):
             tasks = {t.coords["model"]: t for t in part.grid.tasks if t.stage in MODEL_STAGES}
             entries += [_model_entry(tasks[name], store) for name in order if name in tasks]
         return {"models.json": atomic_write_json(run_dir / "models.json", entries)}
+
+
+def _common(method, seed: int, ctx, device, dataset) -> dict[str, Any]:
+    """The options every train function takes; ``bounds`` (a user dataset's pixel range) for
+    the methods whose training makes clamped examples (``uses_bounds``)."""
+    common = {"seed": seed, "progress": ctx.progress, "device": device}
+    if getattr(method, "uses_bounds", False) and isinstance(dataset, dict):
+        common["bounds"] = tuple(dataset["bounds"])
+    return common
 
 
 def _test_size(config) -> int:
