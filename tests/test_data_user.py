@@ -221,6 +221,10 @@ def test_config_reads_the_facts_of_user_files(pm1_files):
     assert facts.max_points == 80
     param = cfg.data.param
     assert param["sha256"]["test"] == bl.data.user.file_sha256(pm1_files["test"])
+    from bayeslrp.experiment.config import config_key, dump_config
+
+    again = load_config(dump_config(cfg))  # a dumped config loads back to the same object
+    assert again == cfg and config_key(again) == config_key(cfg)
     bad = _grid_cfg(pm1_files)
     bad["data"]["n_points"] = 22
     with pytest.raises(BayesLRPError, match=r"data.n_points: must be divisible by 4"):
