@@ -18,7 +18,7 @@ from torch import nn
 
 import bayeslrp as bl
 from bayeslrp import BayesLRPError
-from lrp_reference import randomize_batchnorm, reference_lrp, zero_biases
+from lrp_reference import chain_of, randomize_batchnorm, reference_lrp, zero_biases
 from lrp_reference import one_torch_thread  # noqa: F401  (autouse fixture)
 
 RULES = [("epsilon", {}), ("gamma", {}), ("alphabeta", {}),
@@ -286,3 +286,29 @@ def test_ensemble_of_user_modules_runs_every_sample(lenet):
     torch.testing.assert_close(ens.select([2]).logits(x)[0], want[2])
     with pytest.raises(BayesLRPError, match="cannot be saved"):
         ens.save("/nonexistent/never-written")
+
+
+@pytest.mark.parametrize("net_fixture", ["lenet", "nested"])
+def test_composite_on_user_networks_matches_reference(request, net_fixture):
+    """ε-plus: z⁺ on convolutions (and standalone BatchNorm2d), ε on dense layers (and
+    BatchNorm1d), at every learnable layer."""
+    data = request.getfixturevalue(net_fixture)
+    ens, chains, x = data[0], data[1], data[2]
+    chain = chain_of(chains[0])
+    learnable = bl.nets.learnable_layers(ens.module)
+    rule = [("zplus", {}) if isinstance(chain[i], (nn.Conv2d, nn.BatchNorm2d))
+            else ("epsilon", {"epsilon": 0.1}) for i in learnable]
+    for n_affine, layer in enumerate(learnable, start=1):
+        got = bl.explain(ens, x, "epsilon_plus", layer=layer, reduce=None)
+        ref = reference_lrp(chains, x.numpy(), rule[:n_affine], layer)
+        np.testing.assert_allclose(got.numpy(), ref, atol=1e-5, rtol=1e-9)
+
+
+def test_gradient_explainers_run_on_user_networks(lenet):
+    ens, _, x, nets = lenet
+    x1 = x[:1].clone().requires_grad_(True)
+    target = int(nets[0](x1).argmax())
+    (want,) = torch.autograd.grad(nets[0](x1)[0, target], x1)
+    got = bl.explain(ens.select([0]), x[:1], "gradient", reduce=None)
+    torch.testing.assert_close(got[0, 0], want[0].sum(0))
+    assert bl.nets.learnable_layers(ens.module) == LENET_LAYERS

@@ -265,7 +265,9 @@ class BatchNormAffine(Node):
     def __init__(self, module: nn.Module, prefix: str, position: int):
         _check_running_stats(module, prefix)
         self.module, self.prefix, self.first, self.last = module, prefix, position, position
-        self.is_conv, self.kind = False, "norm"
+        # composites select it as a convolution (BatchNorm2d) or a dense layer (BatchNorm1d)
+        self.is_conv = False
+        self.kind = "conv" if isinstance(module, nn.BatchNorm2d) else "dense"
 
     def weights(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         if self.prefix not in ctx.cache:
