@@ -149,7 +149,7 @@ def pm1_model():
     x, y = _images(200, k=4, seed=3)
     ds = bl.data.from_arrays(x, y, bounds=(-1, 1))
     net = bl.nets.build("fc2", hidden=16, in_shape=(1, 6, 6), n_classes=4, seed=0)
-    ens = bl.train.deterministic(net, ds.x, ds.y, epochs=3, progress=False)
+    ens = bl.train.deterministic(net, ds, epochs=3, progress=False)  # a Dataset as the data
     return ens, ds.subset(slice(0, 40))
 
 
@@ -187,9 +187,16 @@ def test_adversarial_training_clamps_to_bounds(pm1_model):
     net = ens.sample_module(0)
     out = fgsm_step(net, ds.x, ds.y, 0.5, (-1.0, 1.0))
     assert out.min() >= -1 and (out < 0).any()
-    ens2 = bl.train.adversarial(bl.nets.build("fc2", hidden=8, in_shape=(1, 6, 6), n_classes=4),
-                                ds.x, ds.y, eps=0.3, epochs=1, progress=False, bounds=(-1, 1))
+    net = bl.nets.build("fc2", hidden=8, in_shape=(1, 6, 6), n_classes=4)
+    ens2 = bl.train.adversarial(net, ds.x, ds.y, eps=0.3, epochs=1, progress=False,
+                                bounds=(-1, 1))
     assert ens2.meta["bounds"] == [-1.0, 1.0]
+    ens3 = bl.train.adversarial(net, ds, eps=0.3, epochs=1, progress=False)  # its bounds
+    assert ens3.meta["bounds"] == [-1.0, 1.0]
+    for p in ens2.params:
+        torch.testing.assert_close(ens2.params[p], ens3.params[p])
+    ens4 = bl.train.vi(net, ds, epochs=1, n_samples=2, progress=False)
+    assert ens4.n_samples == 2
 
 
 # --------------------------------------------------------------------------- config and grid

@@ -6,19 +6,19 @@ from torch import nn
 
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from .loop import fit
+from .loop import fit, training_arrays
 from .options import TrainOptions
 from .perturb import fgsm_step, pgd_steps
 
 ADV_MODES = ("fgsm", "mix", "pgd")
 
 
-def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.2,
+def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, eps: float = 0.2,
                 mode: str = "fgsm", epochs: int = 15, lr: float = 1e-3, batch_size: int = 128,
                 pgd_steps_: int = 40, pgd_alpha: float = 0.01, seed: int = 0,
                 progress: bool = True, device: str | torch.device | None = None,
                 options: TrainOptions | None = None,
-                bounds: tuple[float, float] = (0.0, 1.0)) -> Ensemble:
+                bounds: tuple[float, float] | None = None) -> Ensemble:
     """Adversarially train a copy of ``net``; return an S = 1 Ensemble.
 
     Parameters
@@ -29,15 +29,21 @@ def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float 
         ``pgd``: Madry et al.'s PGD examples (``pgd_steps_`` steps of ``pgd_alpha``, random start).
     eps : float
         Radius of the L∞ ball, in pixel units of the images.
-    bounds : (float, float)
-        Pixel value range the examples are clamped to (default [0, 1]; a user dataset's own).
+    bounds : (float, float), optional
+        Pixel value range the examples are clamped to (default [0, 1], or the bounds of a
+        :class:`bayeslrp.data.Dataset` given as ``x``).
 
     Other parameters (``options`` too) are those of :func:`bayeslrp.train.deterministic`;
     with augmentation, the FGSM/PGD examples are made from the augmented batch.
     """
     if mode not in ADV_MODES:
         raise BayesLRPError(f"unknown adversarial training mode {mode!r}; choose {', '.join(ADV_MODES)}")
-    lo, hi = (float(b) for b in bounds)
+    from ..data.user import Dataset
+
+    if isinstance(x, Dataset) and bounds is None:
+        bounds = x.bounds
+    x, y = training_arrays(x, y)
+    lo, hi = (float(b) for b in (bounds or (0.0, 1.0)))
     if not lo < hi:
         raise BayesLRPError(f"bounds must have low < high; got {bounds}")
     if not 0 < eps <= hi - lo:
