@@ -308,3 +308,23 @@ def test_yaml_grid_on_npz_with_bounds_runs_to_a_report(pm1_files, tmp_path):
             assert adv.min() >= -1 and adv.max() <= 1, task.label
             assert (adv - x).abs().max() <= 0.4 + 1e-6, task.label
             assert (adv < 0).any(), task.label
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_figures_show_images_of_any_bounds_and_channels(channels):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayeslrp.plots.heatmaps import _show_image
+
+    image = np.linspace(-1, 1, channels * 5 * 4).reshape(channels, 5, 4)
+    fig, ax = plt.subplots()
+    try:
+        _show_image(ax, image)
+        shown = np.asarray(ax.get_images()[0].get_array())
+    finally:
+        plt.close(fig)
+    assert shown.shape == ((5, 4) if channels < 3 else (5, 4, 3))
+    assert shown.min() >= 0 and shown.max() <= 1 and shown.max() > shown.min()
