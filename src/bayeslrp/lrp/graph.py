@@ -91,7 +91,8 @@ def _traced(m: nn.Module, prefix: str, is_known) -> list[Entry]:
     try:
         graph = _Tracer(is_known).trace(m)
     except Exception as exc:  # fx raises many kinds (TraceError, TypeError, ...)
-        raise BayesLRPError(f"{where}.forward cannot be traced by torch.fx for LRP ({exc}); "
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise BayesLRPError(f"{where}.forward cannot be traced by torch.fx for LRP ({reason}); "
                             "write the network as an nn.Sequential") from None
     entries: list[Entry] = []
     current, aux = None, set()
