@@ -312,3 +312,35 @@ def test_gradient_explainers_run_on_user_networks(lenet):
     got = bl.explain(ens.select([0]), x[:1], "gradient", reduce=None)
     torch.testing.assert_close(got[0, 0], want[0].sum(0))
     assert bl.nets.learnable_layers(ens.module) == LENET_LAYERS
+
+
+class Reshapes(nn.Module):
+    """Every flatten spelling a traced forward may use."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        if self.how == "view":
+            x = x.view(x.size(0), -1)
+        elif self.how == "reshape":
+            x = x.reshape(x.shape[0], 8)
+        elif self.how == "minus-one":
+            x = x.view(-1, 8)
+        elif self.how == "method":
+            x = x.flatten(1)
+        else:
+            x = torch.flatten(x, 1)
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("how", ["view", "reshape", "minus-one", "method", "function"])
+def test_flatten_spellings_in_a_forward(how):
+    net = _prepared(Reshapes(how), 1)
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    chain = [net.conv, nn.ReLU(), nn.Flatten(), net.fc]
+    _check(net, [chain], x, "epsilon", None, {})

@@ -39,10 +39,10 @@ def _reshape(node: fx.Node) -> nn.Module | None:
     if len(sizes) != 2:
         return None
     batch, rest = sizes
-    if rest == -1 and isinstance(batch, fx.Node):
+    if isinstance(batch, fx.Node) and isinstance(rest, int):  # x.size(0) / x.shape[0]
         return nn.Flatten()
-    if batch == -1 and isinstance(rest, int):
-        return nn.Flatten()
+    if batch == -1 and isinstance(rest, int) and rest > 0:
+        return nn.Flatten()  # a wrong feature count fails in the next layer, as in torch
     return None
 
 
