@@ -11,11 +11,12 @@ targets and seeds: :mod:`~bayeslrp.lrp.targets`; the driver: :mod:`~bayeslrp.lrp
 """
 from .composite import Composite
 from .engine import DEFAULT_MEMORY_BUDGET, chunk_plan, explain, explain_with_std
-from .handlers import check_network, register
+from .handlers import check_network
+from .handlers import register as register_handler
 from .rules import AlphaBeta, Epsilon, Gamma, Rule, ZBox, make_rule
 from .stack import ParamStack, as_stack
 from .targets import resolve_layer
 
 __all__ = ["explain", "explain_with_std", "chunk_plan", "make_rule", "Rule", "Epsilon", "Gamma",
            "AlphaBeta", "ZBox", "Composite", "ParamStack", "as_stack", "resolve_layer",
-           "DEFAULT_MEMORY_BUDGET", "check_network", "register"]
+           "DEFAULT_MEMORY_BUDGET", "check_network", "register_handler"]
