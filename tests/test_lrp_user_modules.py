@@ -344,3 +344,41 @@ def test_flatten_spellings_in_a_forward(how):
     x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
     chain = [net.conv, nn.ReLU(), nn.Flatten(), net.fc]
     _check(net, [chain], x, "epsilon", None, {})
+
+
+class Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def test_a_registered_handler_explains_a_new_module():
+    from bayeslrp.lrp.layers import Node
+
+    class DoubleNode(Node):  # y = 2x: relevance passes through, like an activation
+        def __init__(self, position):
+            self.first = self.last = position
+
+        def forward(self, a, ctx):
+            return 2 * a, None
+
+        def relevance(self, r, record, ctx):
+            return r
+
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), Double(), nn.ReLU(),
+                        nn.Linear(5, 3)).double()
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    # unregistered, its forward is traced: the multiplication has no handler
+    with pytest.raises(BayesLRPError, match=r"operation call_function mul in Double.forward "
+                                            r"at position 2 \('2.<mul>'\)"):
+        bl.lrp.explain(net, x)
+    bl.lrp.register_handler(Double)(lambda entries, i: (DoubleNode(i), 1))
+    got = bl.lrp.explain(net, x, rule="epsilon", epsilon=1e-12, reduce=None)
+    # with ε → 0, the same as the network with the doubling folded into the first layer
+    folded = nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    with torch.no_grad():
+        folded[1].weight.copy_(2 * net[1].weight)
+        folded[1].bias.copy_(2 * net[1].bias)
+        folded[3].load_state_dict(net[4].state_dict())
+    want = bl.lrp.explain(folded, x, rule="epsilon", epsilon=1e-12, reduce=None)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
