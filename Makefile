@@ -54,7 +54,7 @@ demo: $(DATA_STAMP)
 	$(BIN)/bayeslrp demo
 
 bench: $(DATA_STAMP)
-	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,7 +10,7 @@ weights), PGD without random start so that both follow the same path:
   (torchattacks has no summed-loss form);
 * ``per_sample_average``: torchattacks on every member separately, the S points averaged.
 
-Printed per row: seconds of ours and of the alternative, speed ratio (alternative ÷ ours, > 1
+Printed per row: CPU seconds (best of ``--repeats`` interleaved rounds) of ours and of the alternative, speed ratio (alternative ÷ ours, > 1
 means ours is faster), our ratio to the FLOP bound (steps × 2 × forward FLOPs × images × S at the
 matmul rate measured in this run: a forward and an input-gradient backward per step), and how
 equal the points are (max |Δ| and the share of pixels that differ by more than 1e-6; sign flips
@@ -22,7 +22,6 @@ Usage: ``PYTHONPATH=src python benchmarks/attacks_vs_torchattacks.py [--arch fc2
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
@@ -32,7 +31,7 @@ import bayeslrp as bl
 from bayeslrp.attacks._common import project
 
 from _common import (forward_flops, machine, matmul_flops_per_second, mnist_points, print_rows,
-                     random_ensemble)
+                     race, random_ensemble)
 from _thirdparty import require
 
 
@@ -84,12 +83,6 @@ def ours(ens, x, y, attack, mode, eps, steps, alpha):
                           random_start=False)
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=("fc2", "conv"), default="fc2")
@@ -97,6 +90,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds, best counts")
     parser.add_argument("--modes", default="predictive,expected_gradient,per_sample_average")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,9 +105,12 @@ def main() -> None:
     for attack in ("fgsm", "pgd"):
         steps = 1 if attack == "fgsm" else args.steps
         for mode in args.modes.split(","):
-            theirs, t_alt = timed(lambda: alternative(ta, members, x, y, attack, mode, eps,
-                                                      args.steps, alpha))
-            mine, t_ours = timed(lambda: ours(ens, x, y, attack, mode, eps, args.steps, alpha))
+            out, times = race({
+                "alt": lambda: alternative(ta, members, x, y, attack, mode, eps, args.steps,
+                                           alpha),
+                "ours": lambda: ours(ens, x, y, attack, mode, eps, args.steps, alpha)},
+                repeats=args.repeats)
+            theirs, mine, t_alt, t_ours = out["alt"], out["ours"], times["alt"], times["ours"]
             rate = max(rate, matmul_flops_per_second())
             bound = steps * 2 * forward_flops(args.arch) * args.images * args.samples / rate
             delta = (mine - theirs).abs()

@@ -1,7 +1,7 @@
 """Benchmark: ``Ensemble.predict_proba`` against the plain member loop a user would write.
 
 The loop: ``torch.no_grad()``, image batches of 2048 (as ours), ``mean_s softmax(member_s(x))``.
-Printed per architecture: seconds of both, speed ratio (loop ÷ ours), our ratio to the FLOP bound
+Printed per architecture: CPU seconds of both (best of ``--repeats`` interleaved rounds), speed ratio (loop ÷ ours), our ratio to the FLOP bound
 (forward FLOPs × images × S at the matmul rate measured in this run) and the largest difference
 of the predictive probabilities.
 
@@ -11,12 +11,11 @@ Usage: ``PYTHONPATH=src python benchmarks/predictive_vs_loop.py [--archs fc2 con
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from _common import (forward_flops, machine, matmul_flops_per_second, mnist_points, print_rows,
-                     random_ensemble)
+                     race, random_ensemble)
 
 
 def member_loop(members, x, batch_size=2048):
@@ -34,6 +33,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds, best counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x, _ = mnist_points(args.images)
@@ -44,12 +44,9 @@ def main() -> None:
     for arch in args.archs:
         ens, members = random_ensemble(arch, args.samples)
         members = [m.eval() for m in members]
-        start = time.perf_counter()
-        theirs = member_loop(members, x)
-        t_alt = time.perf_counter() - start
-        start = time.perf_counter()
-        mine = ens.predict_proba(x)
-        t_ours = time.perf_counter() - start
+        out, times = race({"loop": lambda: member_loop(members, x),
+                           "ours": lambda: ens.predict_proba(x)}, repeats=args.repeats)
+        theirs, mine, t_alt, t_ours = out["loop"], out["ours"], times["loop"], times["ours"]
         rate = max(rate, matmul_flops_per_second())
         bound = forward_flops(arch) * args.images * args.samples / rate
         rows.append({"arch": arch, "ours_s": t_ours, "loop_s": t_alt,

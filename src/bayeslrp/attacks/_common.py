@@ -5,7 +5,7 @@ from typing import Iterator
 
 import torch
 
-from ..ensemble import Ensemble
+from ..ensemble import Ensemble, cpu_image_chunk
 from ..errors import BayesLRPError
 
 DEFAULT_ATTACK_MEMORY = 1 << 30  # bytes of activations kept for one backward pass
@@ -113,16 +113,18 @@ def image_chunks(ens: Ensemble, x: torch.Tensor, n_samples: int, batch_size: int
     """Slices of the image axis.
 
     ``batch_size=None`` uses the fewest chunks whose graph (``factor`` × the activations of
-    ``n_samples`` networks, float32) fits ``memory_budget`` bytes, of nearly equal sizes (no
-    small, inefficient tail chunk).
+    ``n_samples`` networks, float32) fits ``memory_budget`` bytes and, on the CPU, whose
+    one-sample activations stay cache-sized (:func:`bayeslrp.ensemble.cpu_image_chunk`), of
+    nearly equal sizes (no small, inefficient tail chunk).
     """
     n_images = x.shape[0]
     if batch_size is None:
         from ..devices import memory_budget as device_budget
 
         memory_budget = device_budget(ens.device, memory_budget)
-        per_image = activation_numel(ens, x) * n_samples * 4 * factor
-        largest = max(1, int(memory_budget // per_image))
+        numel = activation_numel(ens, x)
+        largest = max(1, int(memory_budget // (numel * n_samples * 4 * factor)))
+        largest = min(largest, cpu_image_chunk(ens.device, numel) or largest)
         n_chunks = -(-n_images // largest)
         for i in range(n_chunks):
             yield slice(i * n_images // n_chunks, (i + 1) * n_images // n_chunks)

@@ -3,8 +3,9 @@
 An ensemble is attacked in one of three ways (paper II-C):
 
 ``expected_gradient`` (default, the paper's formula)
-    step along ``sign(Σ_s ∇x CE(f(x, w_s), y))``: one backward pass through ``ens.logits`` of the
-    sum of the per-sample cross-entropy losses.
+    step along ``sign(Σ_s ∇x CE(f(x, w_s), y))``: the gradient of the sum of the per-sample
+    cross-entropy losses (on the CPU accumulated one sample at a time, elsewhere one backward
+    pass through ``ens.logits``; :mod:`bayeslrp.attacks.input_gradient`).
 ``predictive``
     step along ``sign(∇x −log p̄_y(x))`` with ``p̄ = mean_s softmax(f(x, w_s))``, the loss of the
     Bayesian predictive distribution.
@@ -27,6 +28,7 @@ from ..ensemble import Ensemble, forward_stacked, loops_over_samples
 from ..errors import BayesLRPError
 from ._common import (check_images, check_labels, check_positive, data_args, image_chunks,
                       n_classes_of, project)
+from .input_gradient import summed_sample_gradient
 
 MODES = ("expected_gradient", "predictive", "per_sample_average")
 
@@ -170,7 +172,9 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     per_sample = mode == "per_sample_average"
     state_shape = (n, *x.shape) if per_sample else tuple(x.shape)
     generator = torch.Generator().manual_seed(int(seed))
-    chunks = list(image_chunks(ens, x0_all, n, batch_size))
+    # where samples are looped, only one sample's graph is alive at a time (_loss_gradient)
+    graph_samples = 1 if loops_over_samples(device) else n
+    chunks = list(image_chunks(ens, x0_all, graph_samples, batch_size))
     groups = _sample_groups(ens, n) if per_sample else None
     best = best_obj = None
     for _ in range(int(restarts)):
@@ -239,13 +243,27 @@ def _per_sample_steps(groups, x0, labels, noise, sl, mode, direction, eps, alpha
 def _run_steps(ens, x_adv, x0, labels, n, mode, direction, eps, alpha, steps,
                bounds) -> torch.Tensor:
     """Signed-gradient steps with projection and clamp; ``x_adv`` is ``[b, …]`` or ``[n, b, …]``."""
+    # The ball and the bounds as one interval per pixel, made once: clamping to it equals
+    # ``project`` exactly (min/max are exact) and each step then writes into the gradient's
+    # buffer instead of allocating five image-sized tensors.
+    low = (x0 - eps).clamp_(bounds[0], bounds[1])
+    high = (x0 + eps).clamp_(bounds[0], bounds[1])
     x_adv = x_adv.detach()
     for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = loss_per_image(ens, x_adv, labels, n, mode)
-        (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-        x_adv = project(x_adv.detach() + (direction * alpha) * grad.sign(), x0, eps, bounds)
+        grad = _loss_gradient(ens, x_adv, labels, n, mode)
+        step = grad.sign_().mul_(direction * alpha).add_(x_adv.detach())
+        x_adv = torch.clamp(step, min=low, max=high, out=step)
     return x_adv
+
+
+def _loss_gradient(ens, x_adv, labels, n, mode) -> torch.Tensor:
+    """``∇x`` of the summed per-image loss: one sample's graph at a time where samples are looped
+    (:mod:`bayeslrp.attacks.input_gradient`), else one backward of all samples' graph."""
+    if mode != "per_sample_average" and loops_over_samples(ens.device):
+        return summed_sample_gradient(ens, x_adv, labels, n, mode)
+    x_adv = x_adv.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_per_image(ens, x_adv, labels, n, mode).sum(), x_adv)
+    return grad
 
 
 def _loss_no_grad(ens, x_adv, labels, n, mode) -> torch.Tensor:
