@@ -7,7 +7,7 @@
   of each affine output from μ and softplus(ρ)², one noise draw per output, cross-entropy +
   KL / N, Adam lr 1e-3) — what a user of bayesian-torch-style layers runs.
 
-Printed per (arch, method): seconds of both, speed ratio (loop ÷ ours), our ratio to the FLOP
+Printed per (arch, method): CPU seconds of both (best of ``--repeats`` interleaved rounds), speed ratio (loop ÷ ours), our ratio to the FLOP
 bound (det: 3 × forward FLOPs per image — forward, input and weight gradients; vi: twice that,
 for the variance pass). The two runs start from the same weights on the same data; their
 batch orders and noise draws differ, so their weights are not compared.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
 from torch import nn
@@ -28,7 +27,7 @@ from torch.nn import functional as F
 import bayeslrp as bl
 from bayeslrp.train.vi_meanfield import fit as vi_fit
 
-from _common import ARCHS, forward_flops, machine, matmul_flops_per_second, print_rows
+from _common import ARCHS, forward_flops, machine, matmul_flops_per_second, print_rows, race
 
 
 def plain_det_epoch(net, x, y, batch_size=128, seed=0):
@@ -98,6 +97,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["det", "vi"])
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds, best counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x, y = bl.data.load("mnist", "train")
@@ -109,12 +109,11 @@ def main() -> None:
     for arch in args.archs:
         for method in args.methods:
             plain = plain_det_epoch if method == "det" else plain_vi_epoch
-            start = time.perf_counter()
-            plain(bl.nets.build(arch, seed=0, **ARCHS[arch]), x, y)
-            t_alt = time.perf_counter() - start
-            start = time.perf_counter()
-            ours(method, bl.nets.build(arch, seed=0, **ARCHS[arch]), x, y)
-            t_ours = time.perf_counter() - start
+            _, times = race({
+                "loop": lambda: plain(bl.nets.build(arch, seed=0, **ARCHS[arch]), x, y),
+                "ours": lambda: ours(method, bl.nets.build(arch, seed=0, **ARCHS[arch]), x, y)},
+                repeats=args.repeats)
+            t_alt, t_ours = times["loop"], times["ours"]
             rate = max(rate, matmul_flops_per_second())
             passes = 3 if method == "det" else 6
             bound = passes * forward_flops(arch) * args.images / rate
