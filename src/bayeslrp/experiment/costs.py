@@ -26,20 +26,27 @@ TASK_OVERHEAD_S = {"data": 0.1, "train": 0.3, "select": 0.3, "attack": 0.02, "pr
 
 @functools.lru_cache(maxsize=None)
 def machine_rate(threads: int | None = None) -> float:
-    """Measured float32 matmul FLOP/s of this machine (512 × 512, best of a few tries)."""
+    """Measured float32 matmul FLOP/s of this machine (512 × 512, best of a few tries).
+
+    Timed in CPU seconds of this process per thread, not wall seconds: another process's load
+    on a shared machine would otherwise lower the rate and inflate every estimate (seen: 12x
+    while benchmarks ran beside ``bayeslrp plan``).
+    """
     import torch
 
     old = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        used = torch.get_num_threads()
         a, b = torch.randn(512, 512), torch.randn(512, 512)
+        a @ b  # warm-up
         best = float("inf")
         for _ in range(5):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(4):
                 a @ b
-            best = min(best, (time.perf_counter() - start) / 4)
+            best = min(best, (time.process_time() - start) / (4 * used))
     finally:
         torch.set_num_threads(old)
     return 2 * 512 ** 3 / best
