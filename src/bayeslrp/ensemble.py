@@ -320,10 +320,22 @@ def cpu_image_chunk(device: torch.device, activation_numel: int) -> int | None:
     return max(8, CPU_CHUNK_BYTES // (4 * max(activation_numel, 1)))
 
 
-def _sample_params(params: dict[str, torch.Tensor], j: int) -> dict[str, torch.Tensor]:
-    """Sample ``j``'s parameters; 4-D ones (convolution kernels) in channels-last layout, which
-    makes the CPU convolutions, the activations and pooling after them run in oneDNN's fast
-    NHWC kernels (1.5–2x faster than NCHW here; the values agree to float32 rounding)."""
+def _takes_channels_last(module: nn.Module) -> bool:
+    """Whether ``module`` is a (nested) ``nn.Sequential`` of torch's own layers only: those accept
+    channels-last activations (``nn.Flatten`` reshapes); a user's ``forward`` may ``view`` them."""
+    if not isinstance(module, nn.Sequential):
+        return False
+    return all(isinstance(m, nn.Sequential) or type(m).__module__.startswith("torch.nn.")
+               for m in module.modules())
+
+
+def _sample_params(params: dict[str, torch.Tensor], j: int,
+                   channels_last: bool) -> dict[str, torch.Tensor]:
+    """Sample ``j``'s parameters; with ``channels_last``, 4-D ones (convolution kernels) in that
+    layout, which makes the CPU convolutions, the activations and pooling after them run in
+    oneDNN's NHWC kernels (1.5–2x faster than NCHW here; the values agree to float32 rounding)."""
+    if not channels_last:
+        return {k: v[j] for k, v in params.items()}
     return {k: v[j].contiguous(memory_format=torch.channels_last) if v.dim() == 5 else v[j]
             for k, v in params.items()}
 
@@ -342,8 +354,10 @@ def forward_stacked(module: nn.Module, params: dict[str, torch.Tensor], x: torch
         n = first.shape[0]
         # unbind, not x[j]: one backward node for all samples instead of n full-size zero grads
         inputs = x.unbind(0) if per_sample_inputs else (x,) * n
-        return torch.stack([functional_call(module, _sample_params(params, j), (inputs[j],))
-                            for j in range(n)])
+        channels_last = _takes_channels_last(module)
+        return torch.stack([
+            functional_call(module, _sample_params(params, j, channels_last), (inputs[j],))
+            for j in range(n)])
     if per_sample_inputs:
         return vmap(lambda p, images: functional_call(module, p, (images,)))(params, x)
     return vmap(lambda p: functional_call(module, p, (x,)))(params)
