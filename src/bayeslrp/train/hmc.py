@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import mcmc, nets
+from .. import mcmc
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from ..mcmc.seeds import derive_seed, generator as seeded_generator
@@ -142,7 +142,7 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, n_sam
     meta = _meta(results, mode, chains, n_samples, warmup, steps, step_size, prior_std, init,
                  map_epochs, mass, target_accept, jitter, seed, subset, block_size, x.shape[0],
                  chunk_size, time.perf_counter() - started)
-    ens = Ensemble(nets.spec_of(net), params, meta=meta)
+    ens = Ensemble.from_params(net, params, meta=meta)
     if chains >= 2:
         xd = diagnostic_x if diagnostic_x is not None else _diagnostic_points(x, seed)
         ens.meta["diagnostics"] = predictive_diagnostics(

@@ -11,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from .. import nets
+
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from .loop import check_training_data, training_arrays
@@ -85,7 +85,6 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs
     check_training_data(x, y)
     if n_samples < 1:
         raise BayesLRPError(f"n_samples must be >= 1; got {n_samples}")
-    spec = nets.spec_of(net)
     started = time.perf_counter()
     model, history = fit(net, x, y, epochs=epochs, lr=lr, prior_std=prior_std,
                          batch_size=batch_size, seed=seed, init_std=init_std,
@@ -119,4 +118,4 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs
         meta["mu_init_std"] = mu_init_std
     if options is not None and options != TrainOptions():
         meta["options"] = options.as_dict()
-    return Ensemble(spec, params, meta=meta, extras=extras)
+    return Ensemble.from_params(net, params, meta=meta, extras=extras)
