@@ -14,7 +14,8 @@ from torch import nn
 
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from .loop import check_training_data, training_arrays
+from .preflight import preflight
+from .loop import training_arrays
 from .options import TrainOptions
 from .vi_meanfield import draw, fit
 
@@ -82,7 +83,7 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs
         ``meta`` the method, settings and the per-epoch ELBO history.
     """
     x, y = training_arrays(x, y)
-    check_training_data(x, y)
+    preflight(net, x, y, device)
     if n_samples < 1:
         raise BayesLRPError(f"n_samples must be >= 1; got {n_samples}")
     started = time.perf_counter()
