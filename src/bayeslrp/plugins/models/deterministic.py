@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from bayeslrp.plugins.models.base import ModelMethod, ModelSpecBase, last_value
 from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
-from bayeslrp.plugins.spec import ConfigIssue, PosFloat, PosInt
+from bayeslrp.plugins.spec import ConfigIssue, NonNegInt, PosFloat, PosInt
 
 __all__ = ["DetMethod", "DetModel", "default_epochs"]
 
@@ -27,7 +27,8 @@ class DetModel(ModelSpecBase, TrainOptionFields):
     """Deterministic training (cross-entropy; Adam unless ``optimizer: sgd``)."""
 
     method: Literal["det"]
-    epochs: PosInt | None = None
+    #: 0 (with ``init_weights``): the loaded network as it is, untrained.
+    epochs: NonNegInt | None = None
     lr: PosFloat = 1e-3
     batch_size: PosInt = 128
 
@@ -39,6 +40,9 @@ class DetMethod(ModelMethod):
     Spec = DetModel
 
     def resolve(self, spec: Any, dataset: str) -> dict[str, Any]:
+        if spec.epochs == 0 and spec.init_weights is None:
+            raise ConfigIssue(("epochs",), "0 epochs keeps the initial weights: give "
+                                           "init_weights (a trained network), or epochs >= 1")
         return default_epochs(spec.arch, dataset) if spec.epochs is None else {}
 
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
