@@ -61,6 +61,7 @@ def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int) -> int:
     from bayeslrp.experiment.costs import count_flops
 
     net = build_network(arch, json.loads(kwargs_text), seed=0)
+    lrp.check_network(net)  # first: it names an unsupported module, a forward would not
     try:
         with torch.no_grad():
             dtype = next((p.dtype for p in net.parameters()), torch.float32)
@@ -72,7 +73,6 @@ def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int) -> int:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise BayesLRPError(f"{arch} returns {got} for one image; the data have {n_classes} "
                             f"classes, so it must return [batch, {n_classes}] logits")
-    lrp.check_network(net)
     return count_flops(net, shape)
 
 
