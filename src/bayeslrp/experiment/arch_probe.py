@@ -18,7 +18,7 @@ from typing import Any
 from bayeslrp.errors import BayesLRPError
 from bayeslrp.plugins.spec import ConfigIssue
 
-__all__ = ["build_network", "check_model_arch", "learnable_layers", "load_weights",
+__all__ = ["build_network", "check_arch_name", "check_model_arch", "learnable_layers", "load_weights",
            "network_flops", "weights_param"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -89,15 +89,11 @@ def check_model_arch(spec: Any, data: Any) -> None:
     ConfigIssue
         At ``arch``, ``arch_kwargs`` or ``init_weights``.
     """
-    from bayeslrp import catalog, nets
+    from bayeslrp import catalog
 
     facts = data.facts
     if spec.arch not in catalog.ARCHS:
-        if not spec.is_factory and spec.arch not in nets.registered():
-            raise ConfigIssue(("arch",), f"unknown arch {spec.arch!r}; use one of "
-                                         f"{', '.join([*catalog.ARCHS, *nets.registered()])}, "
-                                         f"or {{factory: 'package.module:function', kwargs: "
-                                         f"{{...}}}}")
+        check_arch_name(spec)
         try:
             json.dumps(spec.arch_kwargs or {}, allow_nan=False)
             network_flops(spec, data.image_shape, facts.n_classes)
@@ -110,6 +106,21 @@ def check_model_arch(spec: Any, data: Any) -> None:
             load_weights(spec.init_weights, _network_of(spec, data))
         except BayesLRPError as exc:
             raise ConfigIssue(("init_weights",), str(exc)) from None
+
+
+def check_arch_name(spec: Any) -> None:
+    """Refuse (ConfigIssue at ``arch``) a name that is neither built-in, registered nor a
+    factory path; torch is imported only for a non-built-in name."""
+    from bayeslrp import catalog
+
+    if spec.arch in catalog.ARCHS or spec.is_factory:
+        return
+    from bayeslrp import nets
+
+    if spec.arch not in nets.registered():
+        raise ConfigIssue(("arch",), f"unknown arch {spec.arch!r}; use one of "
+                                     f"{', '.join([*catalog.ARCHS, *nets.registered()])}, "
+                                     f"or {{factory: 'package.module:function', kwargs: {{...}}}}")
 
 
 def _network_of(spec: Any, data: Any):

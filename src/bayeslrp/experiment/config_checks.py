@@ -28,6 +28,9 @@ def _at(prefix: tuple, call, *args) -> Any:
 def _arch_updates(m: Any, data: Any) -> dict[str, Any]:
     ds = data.name
     if m.arch not in catalog.ARCHS:
+        from bayeslrp.experiment.arch_probe import check_arch_name
+
+        check_arch_name(m)
         for key in ("hidden", "channels"):
             if getattr(m, key) is not None:
                 raise ConfigIssue((key,), f"only used by the built-in archs; give {m.arch}'s "
