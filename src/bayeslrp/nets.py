@@ -183,7 +183,9 @@ def register(name: str, builder: Callable[..., nn.Module],
         ``module:qualname`` (a module-level function), its path is recorded with the
         networks it builds, so a saved model loads in a process that has not registered it.
     learnable_layers : sequence of int, optional
-        The layer names reported by :func:`learnable_layers` (default: LRP's chain positions).
+        The layer names reported by :func:`learnable_layers` and explained by a grid's
+        ``layers: all``: positions in LRP's chain of the network, a subset of what
+        :func:`learnable_layers` reports without it (default: all of those).
     replace : bool
         Allow re-registering a name with another builder.
     """
@@ -288,12 +290,16 @@ def build_from_spec(spec: dict) -> nn.Module:
     from .factories import build_factory
 
     name, kwargs = spec.get("arch"), spec.get("kwargs", {})
-    if name is not None and (name in _BUILDERS or name in _REGISTERED):
+    # A user's network is built under a fixed seed (its weights are replaced anyway) so that
+    # loading one leaves torch's global generator alone; the built-in ones as they always were.
+    if name in _BUILDERS:
         return build(name, seed=None, **kwargs)
+    if name is not None and name in _REGISTERED:
+        return build(name, seed=0, **kwargs)
     if spec.get("factory") is None:
         raise BayesLRPError(f"architecture {name!r} is not registered in this process; "
                             f"register it with bayeslrp.nets.register, or pass module=")
-    net = build_factory(spec["factory"], kwargs)
+    net = build_factory(spec["factory"], kwargs, seed=0)
     net.bayeslrp_spec = dict(spec)
     return net
 
