@@ -246,8 +246,6 @@ def test_every_train_function_trains_a_user_net():
         assert ens.n_samples == s and isinstance(ens.module, LeNet) and ens.spec is None
         assert torch.isfinite(ens.logits(ds.x[:4])).all()
     assert not torch.equal(det.params["head.2.weight"][0], net.head[2].weight)
-    untouched = bl.train.deterministic(net, ds, epochs=0, **kw)
-    torch.testing.assert_close(untouched.params["head.2.weight"][0], net.head[2].weight)
 
 
 class _Wrong(nn.Module):
@@ -411,6 +409,20 @@ def test_init_weights_load_keyed_and_checked(npz_files, tmp_path):
 
     built = build_model_net(task.params["model"], [1, 6, 6], CLASSES, 0)
     torch.testing.assert_close(built.head[2].weight, torch.full((8, 27), 0.05))
+    from bayeslrp.plugins.models import model_method
+
+    ds = _data()
+    common = {"seed": 0, "progress": False, "device": "cpu"}
+    as_is = model_method("det").train(task.params["model"], built, ds.x, ds.y, common=common)
+    for name, value in net.state_dict().items():  # epochs 0: the file's weights, untrained
+        torch.testing.assert_close(as_is.params[name][0], value)
+    vi_task = expand_grid(cfg).by_label("train[vi]")
+    assert "init_weights" not in vi_task.params["model"]
+    with_weights = _grid(npz_files)
+    with_weights["models"][1]["init_weights"] = str(tmp_path / "w.pt")
+    vi_params = expand_grid(load_config(with_weights)).by_label("train[vi]").params["model"]
+    start = build_model_net(vi_params, [1, 6, 6], CLASSES, 0)  # VI's initial means
+    torch.testing.assert_close(start.features[0].weight, torch.full((3, 1, 3, 3), 0.05))
     pt = load_config(_grid(npz_files, init_weights=str(tmp_path / "w.pt"), epochs=0))
     assert expand_grid(pt).by_label("train[det]").key != task.key
     with pytest.raises(BayesLRPError, match=r"models\[0\].epochs: 0 epochs keeps the initial"):

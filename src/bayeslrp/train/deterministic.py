@@ -24,7 +24,7 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
         Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``; or a
         :class:`bayeslrp.data.Dataset` as ``x`` (its labels unless ``y`` is given).
     epochs, lr, batch_size : int, float, int
-        ``epochs=0`` returns ``net`` as it is (after the same checks). Paper defaults: 15 epochs (fc2; conv uses 5 on MNIST, 10 on Fashion-MNIST), 1e-3, 128.
+        Paper defaults: 15 epochs (fc2; conv uses 5 on MNIST, 10 on Fashion-MNIST), 1e-3, 128.
     seed : int
         Seed of the batch order.
     progress : bool
@@ -36,9 +36,6 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
     """
     x, y = training_arrays(x, y)
     preflight(net, x, y, device)
-    if epochs == 0:  # the network as it is (e.g. pretrained weights), as an Ensemble
-        meta = {"method": "det", "epochs": 0, "seed": seed, "history": {}}
-        return Ensemble.from_module(net, meta=meta)
     model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          progress=progress, description="train det", device=device,
                          options=options)

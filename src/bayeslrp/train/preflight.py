@@ -25,7 +25,8 @@ def preflight(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
               device: str | torch.device | None = None) -> int:
     """Refuse a network and data that cannot be trained into an Ensemble; return the classes.
 
-    Checks that ``net`` is an ``nn.Module`` with parameters, the data are ``[N, C, H, W]``
+    Checks that ``net`` is an ``nn.Module`` with parameters and a state dict of tensors (what
+    an Ensemble stacks and saves), the data are ``[N, C, H, W]``
     images with integer labels, and one forward pass of a few images (``torch.no_grad``, eval
     mode, on ``device``; the network's mode is restored) gives ``[B, classes]`` logits with
     every label below ``classes``.
@@ -39,6 +40,10 @@ def preflight(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
         raise BayesLRPError(f"net must be a torch.nn.Module; got {type(net).__name__}")
     if not any(True for _ in net.parameters()):
         raise BayesLRPError(f"{type(net).__name__} has no parameters to train")
+    odd = [k for k, v in net.state_dict().items() if not isinstance(v, torch.Tensor)]
+    if odd:
+        raise BayesLRPError(f"{type(net).__name__}'s state_dict holds non-tensor entries "
+                            f"{odd[:3]}; an Ensemble stacks tensors only")
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise BayesLRPError("training images and labels must be torch tensors (or pass a "
                             "bl.data.Dataset)")
@@ -52,7 +57,7 @@ def preflight(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
         net.eval()
         with torch.no_grad():
             probe = next(net.parameters())
-            xb = x[:PROBE_BATCH].to(device=device, dtype=probe.dtype)
+            xb = x[:PROBE_BATCH].to(device)  # as training will see them (dtype included)
             model = net if probe.device == device else copy.deepcopy(net).to(device)
             out = model(xb)
     except BayesLRPError:

@@ -48,6 +48,13 @@ class DetMethod(ModelMethod):
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
         from bayeslrp import train
 
+        if spec["epochs"] == 0:  # init_weights used as they are (the config demands them)
+            from bayeslrp.ensemble import Ensemble
+            from bayeslrp.train.preflight import preflight
+
+            preflight(net, x, y, common.get("device"))
+            return Ensemble.from_module(net, meta={"method": "det", "epochs": 0,
+                                                   "seed": common["seed"], "history": {}})
         return train.deterministic(net, x, y, epochs=spec["epochs"], lr=spec["lr"],
                                    batch_size=spec["batch_size"],
                                    options=train_options(spec), **common)
