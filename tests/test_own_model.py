@@ -481,3 +481,47 @@ def test_library_names_an_unsupported_module():
     with pytest.raises(BayesLRPError, match="unsupported module MultiheadAttention") as info:
         bl.lrp.check_network(net)
     assert "\n" not in str(info.value)
+
+
+#: logits of ``tests/fixtures/format1_model`` on ``linspace(0, 1, 32)`` images, printed by
+#: the code that wrote it (main at 5618ed0, format 1).
+FORMAT1_LOGITS = [0.34960782527923584, 0.5147502422332764, 0.5473605394363403,
+                  0.33395451307296753, 0.506841778755188, 0.588039755821228,
+                  0.10352954268455505, -0.10290175676345825, 0.27305281162261963,
+                  0.06745138764381409, -0.12327079474925995, 0.2934439778327942]
+
+
+def test_a_model_saved_by_format_1_code_loads():
+    ens = bl.Ensemble.load(HERE / "fixtures" / "format1_model")
+    assert ens.n_samples == 2 and ens.meta == {"method": "vi", "dataset": "synthetic"}
+    assert torch.equal(ens.extras["mu.1.weight"], torch.ones(2))
+    x = torch.linspace(0, 1, 32).reshape(2, 1, 4, 4)
+    torch.testing.assert_close(ens.logits(x).flatten(), torch.tensor(FORMAT1_LOGITS))
+
+
+def test_trained_user_models_round_trip_in_a_fresh_process(tmp_path):
+    """det, VI (with its extras) and HMC of a registered user net, saved here and loaded by
+    a process that has not registered it (the recorded factory rebuilds the net)."""
+    bl.nets.register("user-lenet", lenet, replace=True)
+    ds, net = _data(), bl.nets.build("user-lenet", seed=3)
+    kw = {"progress": False}
+    models = {"det": bl.train.deterministic(net, ds, epochs=1, batch_size=16, **kw),
+              "vi": bl.train.vi(net, ds, epochs=1, n_samples=2, batch_size=16, **kw),
+              "hmc": bl.train.hmc(net, ds, n_samples=2, warmup=1, steps=2, init="random", **kw)}
+    x = ds.x[:3]
+    torch.save(x, tmp_path / "x.pt")
+    for name, ens in models.items():
+        ens.save(tmp_path / name)
+    out = _python(
+        "import json, torch, bayeslrp as bl\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)\n"
+        "out = {}\n"
+        "for name in ('det', 'vi', 'hmc'):\n"
+        f"    ens = bl.Ensemble.load({str(tmp_path)!r} + '/' + name)\n"
+        "    out[name] = [ens.meta['method'], sorted(ens.extras), ens.logits(x).tolist()]\n"
+        "print(json.dumps(out))\n")
+    back = json.loads(out)
+    for name, ens in models.items():
+        method, extras, logits = back[name]
+        assert method == name and extras == sorted(ens.extras)
+        torch.testing.assert_close(torch.tensor(logits), ens.logits(x))
