@@ -393,6 +393,16 @@ def test_registered_arch_in_yaml(npz_files):
     bl.nets.register("user-lenet", lenet, replace=True)
     cfg = load_config(_grid(npz_files, arch="user-lenet"))
     assert cfg.models[0].learnable_layers == (0, 6, 8)
+    wide = _grid(npz_files, arch="user-lenet")
+    for m in wide["models"]:
+        m["arch_kwargs"] = {"width": 5}
+    cfg = load_config(wide)
+    net = expand_grid(cfg).by_label("train[det]").params["model"]
+    from bayeslrp.experiment.stages.train import build_model_net
+
+    assert build_model_net(net, [1, 6, 6], CLASSES, 0).features[0].out_channels == 5
+    with pytest.raises(BayesLRPError, match=r"models\[0\].arch_kwargs: only used with a factory"):
+        load_config(_grid(npz_files, arch="fc2", arch_kwargs={"hidden": 3}, hidden=4))
 
 
 def test_init_weights_load_keyed_and_checked(npz_files, tmp_path):
@@ -425,6 +435,13 @@ def test_init_weights_load_keyed_and_checked(npz_files, tmp_path):
     torch.testing.assert_close(start.features[0].weight, torch.full((3, 1, 3, 3), 0.05))
     pt = load_config(_grid(npz_files, init_weights=str(tmp_path / "w.pt"), epochs=0))
     assert expand_grid(pt).by_label("train[det]").key != task.key
+    nn.init.constant_(net.head[2].bias, 0.5)  # an edited weights file: another key
+    save_file(net.state_dict(), tmp_path / "w.safetensors")
+    edited = load_config(_grid(npz_files, init_weights=str(tmp_path / "w.safetensors"),
+                               epochs=0))
+    assert expand_grid(edited).by_label("train[det]").key != task.key
+    with pytest.raises(BayesLRPError, match="changed since the config was read"):
+        build_model_net(task.params["model"], [1, 6, 6], CLASSES, 0)
     with pytest.raises(BayesLRPError, match=r"models\[0\].epochs: 0 epochs keeps the initial"):
         load_config(_grid(npz_files, epochs=0))
     save_file(LeNet(width=5).state_dict(), tmp_path / "wide.safetensors")
