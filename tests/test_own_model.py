@@ -401,6 +401,10 @@ def test_registered_arch_in_yaml(npz_files):
     from bayeslrp.experiment.stages.train import build_model_net
 
     assert build_model_net(net, [1, 6, 6], CLASSES, 0).features[0].out_channels == 5
+    bl.nets.register("user-lenet-odd", lenet, learnable_layers=[1, 8], replace=True)
+    with pytest.raises(BayesLRPError, match=r"learnable_layers \[1, 8\] are not learnable "
+                                            r"positions of its LRP chain \[0, 6, 8\]"):
+        load_config(_grid(npz_files, arch="user-lenet-odd"))
     with pytest.raises(BayesLRPError, match=r"models\[0\].arch_kwargs: only used with a factory"):
         load_config(_grid(npz_files, arch="fc2", arch_kwargs={"hidden": 3}, hidden=4))
 

@@ -62,6 +62,7 @@ def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int) -> int:
 
     net = build_network(arch, json.loads(kwargs_text), seed=0)
     lrp.check_network(net)  # first: it names an unsupported module, a forward would not
+    _check_layer_names(arch, net)
     try:
         with torch.no_grad():
             dtype = next((p.dtype for p in net.parameters()), torch.float32)
@@ -74,6 +75,18 @@ def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int) -> int:
         raise BayesLRPError(f"{arch} returns {got} for one image; the data have {n_classes} "
                             f"classes, so it must return [batch, {n_classes}] logits")
     return count_flops(net, shape)
+
+
+def _check_layer_names(arch: str, net) -> None:
+    """A registered ``learnable_layers`` must name learnable positions of LRP's chain."""
+    from bayeslrp import nets
+    from bayeslrp.lrp.handlers import learnable_positions, network_entries
+
+    chain = learnable_positions(network_entries(net))
+    names = nets.learnable_layers(net)
+    if not names or not set(names) <= set(chain):
+        raise BayesLRPError(f"{arch}'s learnable_layers {list(names)} are not learnable "
+                            f"positions of its LRP chain {list(chain)}")
 
 
 def network_flops(spec: Any, shape, n_classes: int) -> int:
