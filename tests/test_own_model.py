@@ -452,6 +452,10 @@ def test_init_weights_load_keyed_and_checked(npz_files, tmp_path):
     with pytest.raises(BayesLRPError, match=r"models\[0\].init_weights: .* does not fit the "
                                             r"architecture: features.0.bias"):
         load_config(_grid(npz_files, init_weights=str(tmp_path / "wide.safetensors")))
+    torch.save(LeNet(), tmp_path / "module.pt")  # a pickled module, not a state dict
+    with pytest.raises(BayesLRPError, match=r"module.pt cannot be read \(read with torch.load"
+                                            r"\(weights_only=True\): save net.state_dict\(\)"):
+        load_config(_grid(npz_files, init_weights=str(tmp_path / "module.pt")))
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(BayesLRPError, match=r"init_weights: init_weights .*bad.pt cannot be "):
         load_config(_grid(npz_files, init_weights=str(tmp_path / "bad.pt")))

@@ -171,7 +171,6 @@ def weights_param(path: str) -> dict[str, str]:
 def read_weights(path: str, sha256: str | None = None) -> dict:
     """The state dict in ``path`` (safetensors, or ``torch.load(weights_only=True)``)."""
     import torch
-    from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
     file = _weights_file(path)
@@ -189,9 +188,12 @@ def read_weights(path: str, sha256: str | None = None) -> dict:
             import io
 
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (SafetensorError, Exception) as exc:  # torch.load raises many kinds
-        raise BayesLRPError(f"init_weights {file} cannot be read: {type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:200]}") from None
+    except Exception as exc:  # safetensors and torch.load raise many kinds
+        hint = ("" if file.suffix == ".safetensors" else
+                " (read with torch.load(weights_only=True): save net.state_dict(), not the "
+                "module)")
+        raise BayesLRPError(f"init_weights {file} cannot be read{hint}: {type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:160]}") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise BayesLRPError(f"init_weights {file} is not a state dict (names to tensors)")
