@@ -207,3 +207,12 @@ def test_library_names_an_unsupported_module():
     with pytest.raises(BayesLRPError, match="unsupported module MultiheadAttention") as info:
         bl.lrp.check_network(net)
     assert "\n" not in str(info.value)
+
+
+def test_a_re_registered_builder_is_probed_again(npz_files):
+    bl.nets.register("user-swap", lenet, replace=True)
+    assert load_config(_grid(npz_files, arch="user-swap")).models[0].learnable_layers == \
+        (0, 6, 8)
+    bl.nets.register("user-swap", attention, replace=True)
+    with pytest.raises(BayesLRPError, match="unsupported module MultiheadAttention"):
+        load_config(_grid(npz_files, arch="user-swap"))

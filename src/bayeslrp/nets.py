@@ -168,6 +168,7 @@ ARCHITECTURES = tuple(_BUILDERS)
 #: Architectures added by :func:`register`: name -> (builder, learnable layers, factory path).
 _REGISTERED: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...] | None, str | None]] = {}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_VERSION = 0
 
 
 def register(name: str, builder: Callable[..., nn.Module],
@@ -206,6 +207,13 @@ def register(name: str, builder: Callable[..., nn.Module],
     except BayesLRPError:
         path = None  # in-process only: a saved model then needs module= or factory= to load
     _REGISTERED[name] = (builder, layers, path)
+    global _VERSION
+    _VERSION += 1
+
+
+def registry_version() -> int:
+    """A counter bumped by every :func:`register` (keys caches of registered networks)."""
+    return _VERSION
 
 
 def registered() -> tuple[str, ...]:

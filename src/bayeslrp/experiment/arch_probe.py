@@ -40,8 +40,17 @@ def build_network(arch: str, kwargs: dict | None, seed: int | None):
     return net
 
 
+def _version(arch: str) -> int:
+    """The registry's version for a registered name (a re-registered builder is rebuilt)."""
+    if ":" in arch:
+        return 0
+    from bayeslrp import nets
+
+    return nets.registry_version()
+
+
 @lru_cache(maxsize=64)
-def _layers(arch: str, kwargs_text: str) -> tuple[int, ...]:
+def _layers(arch: str, kwargs_text: str, version: int) -> tuple[int, ...]:
     from bayeslrp import nets
 
     return tuple(nets.learnable_layers(build_network(arch, json.loads(kwargs_text), seed=0)))
@@ -49,11 +58,11 @@ def _layers(arch: str, kwargs_text: str) -> tuple[int, ...]:
 
 def learnable_layers(arch: str, kwargs: dict | None) -> tuple[int, ...]:
     """Layer names of a registered or factory architecture (built once per process)."""
-    return _layers(arch, _kwargs_text(kwargs))
+    return _layers(arch, _kwargs_text(kwargs), _version(arch))
 
 
 @lru_cache(maxsize=64)
-def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int) -> int:
+def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int, version: int) -> int:
     """Build, check and count the FLOPs of one forward; raise BayesLRPError."""
     import torch
 
@@ -91,7 +100,8 @@ def _check_layer_names(arch: str, net) -> None:
 
 def network_flops(spec: Any, shape, n_classes: int) -> int:
     """FLOPs of one forward of a model spec's registered or factory network."""
-    return _probe(spec.arch, _kwargs_text(spec.arch_kwargs), tuple(shape), int(n_classes))
+    return _probe(spec.arch, _kwargs_text(spec.arch_kwargs), tuple(shape), int(n_classes),
+                  _version(spec.arch))
 
 
 def check_model_arch(spec: Any, data: Any) -> None:
