@@ -69,6 +69,17 @@ def test_factory_arch_in_yaml_is_read_checked_and_keyed(npz_files):
     assert expand_grid(load_config(wider)).by_label("train[det]").key != key
     layers = {t.coords.get("layer") for t in expand_grid(cfg).tasks if t.stage == "explain"}
     assert layers == {0, 6, 8}
+    derived = _grid(npz_files)
+    derived["models"][1]["own_attack_sample"] = 1
+    derived["explain"]["layers"] = "last"
+    tasks = expand_grid(load_config(derived)).tasks
+    own = {t.coords.get("layer") for t in tasks
+           if t.stage == "explain" and t.coords.get("model") == "vi.own1"}
+    assert own == {8}
+    derived["explain"]["layers"] = [6, 7]
+    with pytest.raises(BayesLRPError, match=r"explain.layers\[1\]: layer 7 is not a learnable "
+                                            r"layer of arch test_own_model:lenet"):
+        load_config(derived)
 
 
 @pytest.mark.parametrize("arch,match", [
