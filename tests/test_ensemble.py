@@ -70,7 +70,8 @@ def test_save_load_round_trip_with_extras(tmp_path):
     torch.testing.assert_close(back.logits(x), ens.logits(x))
     assert back.meta == {"method": "vi"} and torch.equal(back.extras["mu.1.weight"], torch.ones(3))
     record = json.loads((tmp_path / "m" / "ensemble.json").read_text())
-    assert set(record["sha256"]) == {"params.safetensors", "extras.safetensors"}
+    assert set(record["files"]) == {"params.safetensors", "extras.safetensors"}
+    assert record["format_version"] == 2 and len(record["digest"]) == 64
 
 
 def test_resnet_ensemble_matches_modules():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -20,12 +20,11 @@ from torch.func import functional_call, vmap
 
 from . import nets
 from .errors import BayesLRPError
+from .ensemble_format import (EXTRAS_FILE, FORMAT_VERSION, META_FILE, PARAMS_FILE,
+                              ModelFileError)
 from .fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 
-FORMAT_VERSION = 1
-PARAMS_FILE = "params.safetensors"
-EXTRAS_FILE = "extras.safetensors"
-META_FILE = "ensemble.json"
+__all__ = ["DEFAULT_MEMORY_BUDGET", "Ensemble", "FORMAT_VERSION", "ModelFileError"]
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per forward chunk
 
 
@@ -34,9 +33,10 @@ class Ensemble:
 
     Parameters
     ----------
-    spec : dict
-        How to rebuild the architecture (``{"arch": ..., "kwargs": {...}}``, see
-        :func:`bayeslrp.nets.build`).
+    spec : dict or None
+        How to rebuild the architecture: ``{"arch": NAME, "kwargs": {...}}`` (see
+        :func:`bayeslrp.nets.build`), ``{"factory": "pkg.mod:fn", "kwargs": {...}}``, or None
+        with ``module``.
     params : dict of str to Tensor
         The module's ``state_dict`` entries (parameters and buffers), each with a leading sample
         dimension S.
@@ -45,8 +45,8 @@ class Ensemble:
     extras : dict of str to Tensor, optional
         Additional tensors saved alongside (e.g. VI's variational means and scales).
     module : nn.Module, optional
-        The architecture itself, for a network not made by :func:`bayeslrp.nets.build`
-        (``spec`` then None; such an ensemble is used in memory and cannot be saved yet).
+        The architecture itself (a copy is kept); ``spec`` may then be None (a saved copy
+        then loads with ``module=`` or ``factory=``).
     """
 
     def __init__(self, spec: dict | None, params: dict[str, torch.Tensor],
@@ -59,15 +59,7 @@ class Ensemble:
             raise BayesLRPError("an Ensemble needs an architecture spec or a module")
         else:
             self.module = nets.build_from_spec(self.spec)
-        expected = set(self.module.state_dict())
-        if set(params) != expected:
-            missing, unknown = expected - set(params), set(params) - expected
-            raise BayesLRPError(
-                f"parameters do not fit architecture {self._arch_name()!r}: "
-                f"missing {sorted(missing)[:3]}, unknown {sorted(unknown)[:3]}")
-        sizes = {t.shape[0] for t in params.values()}
-        if len(sizes) != 1:
-            raise BayesLRPError(f"parameters disagree on the sample count: {sorted(sizes)}")
+        _check_fit(self.module, params, self._arch_name())
         self.params = dict(params)
         self.meta = dict(meta or {})
         self.extras = dict(extras or {})
@@ -76,23 +68,65 @@ class Ensemble:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_module(cls, net: nn.Module, meta: dict | None = None) -> "Ensemble":
-        """An S = 1 ensemble holding a copy of ``net``'s current weights."""
-        return cls.from_modules([net], meta=meta)
+    def from_module(cls, net: nn.Module, meta: dict | None = None, *,
+                    factory: str | Callable[..., nn.Module] | None = None,
+                    kwargs: dict | None = None) -> "Ensemble":
+        """An S = 1 ensemble holding a copy of ``net``'s current weights.
+
+        Parameters
+        ----------
+        net : nn.Module
+            Any classifier (``[B, C, H, W]`` images to ``[B, classes]`` logits).
+        meta : dict, optional
+            JSON facts about how it was made.
+        factory : str or callable, optional
+            How to rebuild the architecture in another process: an import path
+            ``"package.module:function"`` (or a module-level function) that
+            ``factory(**kwargs)`` builds a network with ``net``'s parameter names and shapes.
+            Default: what :func:`bayeslrp.nets.build` / a registered builder recorded, or
+            none (then :meth:`load` needs ``module=`` or ``factory=``).
+        kwargs : dict, optional
+            The factory's keyword arguments (JSON values).
+        """
+        return cls.from_modules([net], meta=meta, factory=factory, kwargs=kwargs)
 
     @classmethod
-    def from_modules(cls, modules: Sequence[nn.Module], meta: dict | None = None) -> "Ensemble":
-        """An S = len(modules) ensemble; all modules must share one architecture."""
-        if not modules:
-            raise BayesLRPError("an ensemble needs at least one module")
-        spec = nets.spec_of(modules[0])
-        for other in modules[1:]:
-            if nets.spec_of(other) != spec:
-                raise BayesLRPError("all modules of an ensemble must share one architecture spec")
+    def from_modules(cls, modules: Sequence[nn.Module], meta: dict | None = None, *,
+                     factory: str | Callable[..., nn.Module] | None = None,
+                     kwargs: dict | None = None) -> "Ensemble":
+        """An S = len(modules) ensemble; all modules must share one architecture (the same
+        parameter and buffer names and shapes). ``factory``/``kwargs``: see :meth:`from_module`."""
+        modules = list(modules)
+        if not modules or not all(isinstance(m, nn.Module) for m in modules):
+            raise BayesLRPError("an ensemble needs a list of one or more torch.nn.Module")
         states = [m.state_dict() for m in modules]
+        if not states[0]:
+            raise BayesLRPError(f"{type(modules[0]).__name__} has no parameters or buffers")
+        shapes = _shapes(states[0])
+        for j, state in enumerate(states[1:], start=1):
+            if _shapes(state) != shapes:
+                raise BayesLRPError(f"all modules of an ensemble must share one architecture: "
+                                    f"module {j} differs from module 0 in "
+                                    f"{_first_difference(shapes, _shapes(state))}")
         params = {name: torch.stack([s[name].detach().clone() for s in states])
                   for name in states[0]}
-        return cls(spec, params, meta=meta)
+        if any(nets.spec_of(m) != nets.spec_of(modules[0]) for m in modules[1:]):
+            raise BayesLRPError("all modules of an ensemble must share one architecture spec")
+        if factory is not None:
+            return cls(_factory_spec(factory, kwargs, modules[0]), params, meta=meta,
+                       module=modules[0])
+        if kwargs is not None:
+            raise BayesLRPError("kwargs= is the factory's; pass factory= with it")
+        return cls.from_params(modules[0], params, meta=meta)
+
+    @classmethod
+    def from_params(cls, net: nn.Module, params: dict[str, torch.Tensor],
+                    meta: dict | None = None,
+                    extras: dict[str, torch.Tensor] | None = None) -> "Ensemble":
+        """An ensemble of ``net``'s architecture (and recorded spec) with stacked ``params``."""
+        spec = nets.spec_of(net)
+        built_in = spec is not None and spec.get("arch") in nets.ARCHITECTURES
+        return cls(spec, params, meta=meta, extras=extras, module=None if built_in else net)
 
     # ------------------------------------------------------------------ basic facts
     @property
@@ -108,11 +142,18 @@ class Ensemble:
         return self.n_samples
 
     def _arch_name(self) -> str:
-        return type(self.module).__name__ if self.spec is None else self.spec["arch"]
+        if self.spec is None:
+            return type(self.module).__name__
+        return self.spec.get("arch") or self.spec["factory"]
+
+    def _rebuilds(self) -> bool:
+        """Whether copies rebuild the architecture from the spec (the built-in networks, as
+        always) rather than copy the module (a user's: its factory is not called again)."""
+        return self.spec is not None and self.spec.get("arch") in nets.ARCHITECTURES
 
     def _same_arch(self) -> dict:
-        """Keywords that rebuild this ensemble's architecture (the module when no spec)."""
-        return {"module": self.module} if self.spec is None else {}
+        """Keywords that rebuild this ensemble's architecture."""
+        return {} if self._rebuilds() else {"module": self.module}
 
     def __repr__(self) -> str:
         return f"Ensemble(arch={self._arch_name()!r}, S={self.n_samples}, method={self.meta.get('method')!r})"
@@ -146,8 +187,8 @@ class Ensemble:
 
     def sample_module(self, j: int) -> nn.Module:
         """A standalone copy of the architecture holding sample ``j``'s weights (eval mode)."""
-        module = (copy.deepcopy(self.module) if self.spec is None
-                  else nets.build_from_spec(self.spec)).to(self.device)
+        module = (nets.build_from_spec(self.spec) if self._rebuilds()
+                  else copy.deepcopy(self.module)).to(self.device)
         module.load_state_dict(self.sample_params(j))
         return module.eval()
 
@@ -248,56 +289,74 @@ class Ensemble:
     def save(self, path: str | Path) -> Path:
         """Save to the directory ``path``: ``params.safetensors`` + ``ensemble.json`` (+ extras).
 
-        The JSON records the architecture spec, sample count, metadata and the sha256 of every
-        tensor file. Each file is written atomically; the JSON last.
+        The JSON (format 2, :mod:`bayeslrp.ensemble_format`) records how to rebuild the
+        architecture (name or factory + kwargs; none for a module without one), the sample
+        count, every tensor's shape, the metadata, the sha256 of every tensor file and a
+        digest of itself. Each file is written atomically; the JSON last.
         """
-        if self.spec is None:
-            raise BayesLRPError(f"this ensemble of a {self._arch_name()} was made from a module "
-                                "without an architecture spec; it cannot be saved")
+        from .ensemble_format import write_record
+
+        try:
+            json.dumps(self.meta, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            raise BayesLRPError(f"the ensemble's meta is not JSON: {exc}") from None
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         files = {PARAMS_FILE: _tensor_bytes(self.params)}
         if self.extras:
             files[EXTRAS_FILE] = _tensor_bytes(self.extras)
+        module_class = f"{type(self.module).__module__}.{type(self.module).__qualname__}"
+        record = write_record(
+            architecture=self.spec, module_class=module_class, n_samples=self.n_samples,
+            params={k: list(v.shape) for k, v in self.params.items()}, meta=self.meta,
+            files={name: sha256_bytes(data) for name, data in files.items()})
+        path.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             atomic_write_bytes(path / name, data)
-        atomic_write_json(path / META_FILE, {
-            "format_version": FORMAT_VERSION,
-            "spec": self.spec,
-            "n_samples": self.n_samples,
-            "meta": self.meta,
-            "sha256": {name: sha256_bytes(data) for name, data in files.items()},
-        })
+        atomic_write_json(path / META_FILE, record)
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Ensemble":
-        """Load an ensemble saved by :meth:`save`, verifying every checksum first (no pickle)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", *,
+             module: nn.Module | None = None,
+             factory: str | Callable[..., nn.Module] | None = None,
+             kwargs: dict | None = None) -> "Ensemble":
+        """Load an ensemble saved by :meth:`save`, verifying the JSON and every file first.
+
+        The architecture is rebuilt from the saved name or factory; ``module=`` (a network of
+        the same architecture) or ``factory=`` (+ ``kwargs``) supply it for a model saved
+        without one, or replace the saved one. Nothing is unpickled.
+
+        Raises
+        ------
+        bayeslrp.ensemble_format.ModelFileError
+            Missing, corrupt or edited files, an unknown format.
+        BayesLRPError
+            No way to rebuild the architecture, or one the parameters do not fit.
+        """
+        from .ensemble_format import read_record
+
         path = Path(path)
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise BayesLRPError(f"{path} is not a saved model: {META_FILE} is missing")
-        try:
-            record = json.loads(meta_path.read_text())
-            spec, sums = record["spec"], record["sha256"]
-        except (ValueError, KeyError, TypeError):
-            raise BayesLRPError(f"{meta_path} is corrupt (not a bayeslrp model description)") from None
-        tensors = {}
-        for name in sums:
-            file = path / name
-            if not file.is_file():
-                raise BayesLRPError(f"{file} is missing; the saved model is incomplete")
-            data = file.read_bytes()
-            if sha256_bytes(data) != sums[name]:
-                raise BayesLRPError(f"{file} is corrupt: its sha256 does not match {META_FILE}")
-            try:
-                tensors[name] = {k: v.to(device) for k, v in st_load(data).items()}
-            except (SafetensorError, ValueError) as exc:
-                raise BayesLRPError(f"{file} cannot be read: {exc}") from None
+        record = read_record(path)
+        sums = record.sha256 if record.format_version == 1 else record.files
+        tensors = {name: _read_tensors(path / name, digest, device) for name, digest in sums.items()}
         if PARAMS_FILE not in tensors:
-            raise BayesLRPError(f"{path}/{PARAMS_FILE} is missing from {META_FILE}")
-        return cls(spec, tensors[PARAMS_FILE], meta=record.get("meta"),
-                   extras=tensors.get(EXTRAS_FILE))
+            raise ModelFileError(f"{path}/{PARAMS_FILE} is missing from {META_FILE}")
+        params = tensors[PARAMS_FILE]
+        _check_record(path, record, params)
+        spec = record.spec if record.format_version == 1 else record.architecture
+        spec = None if spec is None else spec.model_dump(exclude_none=True)
+        if factory is not None:
+            if module is not None:
+                raise BayesLRPError("pass module= or factory=, not both")
+            spec = _factory_spec(factory, kwargs, None)
+            module = nets.build_from_spec(spec)
+        elif module is None and spec is None:
+            raise BayesLRPError(f"{path} was saved without a way to rebuild its "
+                                f"{record.module_class if record.format_version == 2 else ''} "
+                                f"architecture; pass module= (a network of that architecture) "
+                                f"or factory='package.module:function' to Ensemble.load")
+        return cls(spec, params, meta=record.meta, extras=tensors.get(EXTRAS_FILE),
+                   module=module)
 
 
 def loops_over_samples(device: torch.device) -> bool:
@@ -365,3 +424,69 @@ def forward_stacked(module: nn.Module, params: dict[str, torch.Tensor], x: torch
 
 def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
+def _read_tensors(file: Path, digest: str, device) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing; the saved model is incomplete")
+    data = file.read_bytes()
+    if sha256_bytes(data) != digest:
+        raise ModelFileError(f"{file} is corrupt: its sha256 does not match {META_FILE}")
+    try:
+        return {k: v.to(device) for k, v in st_load(data).items()}
+    except (SafetensorError, ValueError) as exc:
+        raise ModelFileError(f"{file} cannot be read: {exc}") from None
+
+
+def _check_record(path: Path, record, params: dict[str, torch.Tensor]) -> None:
+    """The JSON's sample count (and, format 2, every shape) against the tensors."""
+    counts = {t.shape[0] for t in params.values()}
+    if record.n_samples is not None and counts != {record.n_samples}:
+        raise ModelFileError(f"{path / META_FILE} says {record.n_samples} samples; "
+                             f"{PARAMS_FILE} holds {sorted(counts)}")
+    if record.format_version == 2 and _shapes(params) != {k: tuple(v) for k, v in record.params.items()}:
+        raise ModelFileError(f"{path / META_FILE} lists other parameters than {PARAMS_FILE}")
+
+
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _first_difference(want: dict, got: dict) -> str:
+    for name in sorted(set(want) | set(got)):
+        if want.get(name) != got.get(name):
+            return (f"{name} ({'missing' if name not in got else list(got[name])} vs "
+                    f"{'missing' if name not in want else list(want[name])})")
+    return "nothing"
+
+
+def _check_fit(module: nn.Module, params: dict[str, torch.Tensor], arch: str) -> None:
+    """Parameters with one leading sample count whose names and shapes are the module's."""
+    want = _shapes(module.state_dict())
+    if set(params) != set(want):
+        missing, unknown = set(want) - set(params), set(params) - set(want)
+        raise BayesLRPError(f"parameters do not fit architecture {arch!r}: "
+                            f"missing {sorted(missing)[:3]}, unknown {sorted(unknown)[:3]}")
+    sizes = {t.shape[0] for t in params.values() if t.ndim}
+    if len(sizes) != 1 or any(t.ndim == 0 for t in params.values()):
+        raise BayesLRPError(f"parameters disagree on the sample count: {sorted(sizes)}")
+    for name, shape in want.items():
+        if tuple(params[name].shape[1:]) != shape:
+            raise BayesLRPError(f"parameters do not fit architecture {arch!r}: {name} has "
+                                f"shape {list(params[name].shape[1:])}, the architecture's "
+                                f"is {list(shape)}")
+
+
+def _factory_spec(factory, kwargs: dict | None, net: nn.Module | None) -> dict:
+    """``{"factory": path, "kwargs": ...}``, checked: the factory imports, builds a module and
+    (given ``net``) one with ``net``'s parameter names and shapes."""
+    from .factories import build_factory, factory_path, json_kwargs
+
+    spec = {"factory": factory_path(factory), "kwargs": json_kwargs(kwargs)}
+    if net is not None:
+        built = build_factory(spec["factory"], spec["kwargs"], seed=0)
+        want, got = _shapes(net.state_dict()), _shapes(built.state_dict())
+        if want != got:
+            raise BayesLRPError(f"factory {spec['factory']} builds another architecture than "
+                                f"the network given: {_first_difference(want, got)}")
+    return spec

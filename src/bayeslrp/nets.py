@@ -7,7 +7,8 @@ The builder records how the network was made in ``net.bayeslrp_spec`` so an
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -164,12 +165,68 @@ _BUILDERS: dict[str, Callable[..., nn.Sequential]] = {
 ARCHITECTURES = tuple(_BUILDERS)
 
 
-def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Sequential:
-    """Build one of the paper's networks.
+#: Architectures added by :func:`register`: name -> (builder, learnable layers, factory path).
+_REGISTERED: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...] | None, str | None]] = {}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_VERSION = 0
+
+
+def register(name: str, builder: Callable[..., nn.Module],
+             learnable_layers: Sequence[int] | None = None, *, replace: bool = False) -> None:
+    """Make ``builder`` an architecture of :func:`build` and of a YAML grid (``arch: NAME``).
 
     Parameters
     ----------
-    name : {"fc2", "conv", "resnet20"}
+    name : str
+        The architecture's name (letters, digits, ``_.-``; not a built-in one).
+    builder : callable
+        ``builder(**kwargs) -> nn.Module``. When it can be imported back by
+        ``module:qualname`` (a module-level function), its path is recorded with the
+        networks it builds, so a saved model loads in a process that has not registered it.
+    learnable_layers : sequence of int, optional
+        The layer names reported by :func:`learnable_layers` and explained by a grid's
+        ``layers: all``: positions in LRP's chain of the network, a subset of what
+        :func:`learnable_layers` reports without it (default: all of those).
+    replace : bool
+        Allow re-registering a name with another builder.
+    """
+    from .factories import factory_path
+
+    if not isinstance(name, str) or not _NAME.match(name) or ":" in name:
+        raise BayesLRPError(f"architecture name {name!r} must be letters, digits and _.- "
+                            f"(starting with a letter)")
+    if name in _BUILDERS:
+        raise BayesLRPError(f"{name!r} is a built-in architecture; choose another name")
+    if not callable(builder):
+        raise BayesLRPError(f"the builder of architecture {name!r} is not callable")
+    if name in _REGISTERED and not replace and _REGISTERED[name][0] is not builder:
+        raise BayesLRPError(f"architecture {name!r} is already registered; pass replace=True")
+    layers = None if learnable_layers is None else tuple(int(i) for i in learnable_layers)
+    try:
+        path = factory_path(builder)
+    except BayesLRPError:
+        path = None  # in-process only: a saved model then needs module= or factory= to load
+    _REGISTERED[name] = (builder, layers, path)
+    global _VERSION
+    _VERSION += 1
+
+
+def registry_version() -> int:
+    """A counter bumped by every :func:`register` (keys caches of registered networks)."""
+    return _VERSION
+
+
+def registered() -> tuple[str, ...]:
+    """Names of the architectures added by :func:`register`."""
+    return tuple(_REGISTERED)
+
+
+def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Module:
+    """Build one of the paper's networks (or a :func:`register`-ed architecture).
+
+    Parameters
+    ----------
+    name : {"fc2", "conv", "resnet20"} or a registered name
         ``fc2``: two hidden fully connected layers (``hidden``, default 512).
         ``conv``: two convolutions (``channels`` = 32, ``hidden`` = 512) and a linear head.
         ``resnet20``: He et al.'s CIFAR ResNet-20 with option-A shortcuts; ``normalize``
@@ -179,15 +236,19 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Sequential:
         Seed of the weight initialisation (``None``: torch's global generator).
     **kwargs
         Builder options: ``hidden``, ``channels``, ``in_shape`` (C, H, W), ``n_classes``,
-        ``normalize`` (resnet20).
+        ``normalize`` (resnet20); a registered builder's own (JSON values).
 
     Returns
     -------
-    torch.nn.Sequential
+    torch.nn.Module
         The network in eval mode, with ``bayeslrp_spec`` recording how to rebuild it.
     """
+    if name in _REGISTERED:
+        return _build_registered(name, seed, kwargs)
     if name not in _BUILDERS:
-        raise BayesLRPError(f"unknown architecture {name!r}; choose one of {', '.join(_BUILDERS)}")
+        known = ", ".join([*_BUILDERS, *_REGISTERED])
+        raise BayesLRPError(f"unknown architecture {name!r}; choose one of {known} (or "
+                            f"register one with bayeslrp.nets.register)")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     try:
         if seed is None:
@@ -205,17 +266,57 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Sequential:
     return net.eval()
 
 
-def build_from_spec(spec: dict) -> nn.Sequential:
-    """Rebuild a network from its ``bayeslrp_spec`` (weights are not restored)."""
-    return build(spec["arch"], seed=None, **spec.get("kwargs", {}))
+def _build_registered(name: str, seed: int | None, kwargs: dict) -> nn.Module:
+    from .factories import json_kwargs
+
+    builder, _, path = _REGISTERED[name]
+    kwargs = json_kwargs(kwargs, f"options of architecture {name!r}")
+    try:
+        if seed is None:
+            net = builder(**kwargs)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                net = builder(**kwargs)
+    except Exception as exc:
+        raise BayesLRPError(f"architecture {name!r} raised {type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:300]}") from None
+    if not isinstance(net, nn.Module):
+        raise BayesLRPError(f"the builder of {name!r} returned a {type(net).__name__}, not a "
+                            f"torch.nn.Module")
+    net.bayeslrp_spec = {"arch": name, "kwargs": kwargs, **({"factory": path} if path else {})}
+    return net.eval()
 
 
-def spec_of(net: nn.Module) -> dict:
-    """The ``bayeslrp_spec`` of a network made by :func:`build`."""
+def build_from_spec(spec: dict) -> nn.Module:
+    """Rebuild a network from its ``bayeslrp_spec`` (weights are not restored).
+
+    ``{"arch": NAME, "kwargs": ...}`` builds a built-in or registered architecture (a
+    registered one not registered in this process falls back on its recorded ``factory``);
+    ``{"factory": "pkg.mod:fn", "kwargs": ...}`` calls the factory.
+    """
+    from .factories import build_factory
+
+    name, kwargs = spec.get("arch"), spec.get("kwargs", {})
+    # A user's network is built under a fixed seed (its weights are replaced anyway) so that
+    # loading one leaves torch's global generator alone; the built-in ones as they always were.
+    if name in _BUILDERS:
+        return build(name, seed=None, **kwargs)
+    if name is not None and name in _REGISTERED:
+        return build(name, seed=0, **kwargs)
+    if spec.get("factory") is None:
+        raise BayesLRPError(f"architecture {name!r} is not registered in this process; "
+                            f"register it with bayeslrp.nets.register, or pass module=")
+    net = build_factory(spec["factory"], kwargs, seed=0)
+    net.bayeslrp_spec = dict(spec)
+    return net
+
+
+def spec_of(net: nn.Module) -> dict | None:
+    """How ``net`` is rebuilt: its ``bayeslrp_spec`` (set by :func:`build`, a registered
+    builder or :meth:`Ensemble.from_module` with a factory), or ``None``."""
     spec = getattr(net, "bayeslrp_spec", None)
-    if spec is None:
-        raise BayesLRPError("this network was not made by bayeslrp.nets.build; build it there")
-    return spec
+    return None if spec is None else dict(spec)
 
 
 def learnable_layers(net: nn.Module) -> list[int]:
@@ -228,4 +329,7 @@ def learnable_layers(net: nn.Module) -> list[int]:
     """
     from .lrp.handlers import learnable_positions, network_entries
 
+    name = (getattr(net, "bayeslrp_spec", None) or {}).get("arch")
+    if name in _REGISTERED and _REGISTERED[name][1] is not None:
+        return list(_REGISTERED[name][1])
     return learnable_positions(network_entries(net))

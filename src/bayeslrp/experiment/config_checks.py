@@ -28,8 +28,17 @@ def _at(prefix: tuple, call, *args) -> Any:
 def _arch_updates(m: Any, data: Any) -> dict[str, Any]:
     ds = data.name
     if m.arch not in catalog.ARCHS:
-        raise ConfigIssue(("arch",), f"unknown arch {m.arch!r}; use one of "
-                                     f"{', '.join(catalog.ARCHS)}")
+        from bayeslrp.experiment.arch_probe import check_arch_name
+
+        check_arch_name(m)
+        for key in ("hidden", "channels"):
+            if getattr(m, key) is not None:
+                raise ConfigIssue((key,), f"only used by the built-in archs; give {m.arch}'s "
+                                          f"widths in its kwargs")
+        return {}
+    if m.arch_kwargs is not None:
+        raise ConfigIssue(("arch_kwargs",), f"only used with a factory arch; {m.arch} takes "
+                                            f"hidden/channels")
     facts = catalog.ARCHS[m.arch]
     if not catalog.arch_fits(m.arch, data.image_shape):
         raise ConfigIssue(("arch",), f"arch {m.arch} does not fit {ds} images of shape "
@@ -50,9 +59,13 @@ def _arch_updates(m: Any, data: Any) -> dict[str, Any]:
 
 
 def _resolve_model(m: Any, data: Any) -> Any:
+    from bayeslrp.experiment.arch_probe import check_model_arch
+
     update = _arch_updates(m, data)
     if update:
         m = m.model_copy(update=update)
+    if m.arch not in catalog.ARCHS or m.init_weights is not None:
+        check_model_arch(m, data)  # builds the network: the built-in ones need not
     update = MODEL_METHODS.get(m.method)().resolve(m, data.name)
     return m.model_copy(update=update) if update else m
 
@@ -109,7 +122,7 @@ def _check_layers(cfg: Any) -> None:
         return
     for j, layer in enumerate(cfg.explain.layers):
         for m in cfg.models:
-            layers = catalog.learnable_layers(m.arch)
+            layers = m.learnable_layers
             if layer not in layers:
                 raise ConfigIssue(("explain", "layers", j), (
                     f"layer {layer} is not a learnable layer of arch {m.arch} (model "

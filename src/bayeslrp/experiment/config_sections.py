@@ -231,9 +231,9 @@ class ExplainSpec(StrictSpec):
                 raise ConfigIssue(("output_seed",), " ".join(str(exc).split())[:300]) from None
         return self
 
-    def layers_for(self, arch: str) -> tuple[int, ...]:
-        """The explained layer indices for an architecture."""
-        layers = catalog.learnable_layers(arch)
+    def layers_for(self, arch: str | tuple[int, ...]) -> tuple[int, ...]:
+        """The explained layer indices for a built-in architecture or a model's layers."""
+        layers = catalog.learnable_layers(arch) if isinstance(arch, str) else tuple(arch)
         if self.layers == "all":
             return layers
         if self.layers == "last":

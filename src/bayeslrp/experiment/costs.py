@@ -54,12 +54,17 @@ def machine_rate(threads: int | None = None) -> float:
 
 @functools.lru_cache(maxsize=256)
 def _forward_flops(arch: str, kwargs: tuple, shape: tuple, n_classes: int) -> int:
-    import torch
-    from torch import nn
-
     from bayeslrp import nets
 
     net = nets.build(arch, seed=0, in_shape=list(shape), n_classes=n_classes, **dict(kwargs))
+    return count_flops(net, shape)
+
+
+def count_flops(net, shape) -> int:
+    """FLOPs of one image's forward pass of ``net`` (Linear and Conv2d layers)."""
+    import torch
+    from torch import nn
+
     total = 0
 
     def hook(module, inputs, output):
@@ -73,10 +78,13 @@ def _forward_flops(arch: str, kwargs: tuple, shape: tuple, n_classes: int) -> in
 
     handles = [m.register_forward_hook(hook) for m in net.modules()
                if isinstance(m, (nn.Linear, nn.Conv2d))]
-    with torch.no_grad():
-        net(torch.zeros(1, *shape))
-    for h in handles:
-        h.remove()
+    try:
+        with torch.no_grad():
+            dtype = next((p.dtype for p in net.parameters()), torch.float32)
+            net(torch.zeros((1, *shape), dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
     return total
 
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
+from .preflight import preflight
 from .loop import fit, training_arrays
 from .options import TrainOptions
 from .perturb import fgsm_step, pgd_steps
@@ -43,6 +44,7 @@ def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, 
     if isinstance(x, Dataset) and bounds is None:
         bounds = x.bounds
     x, y = training_arrays(x, y)
+    preflight(net, x, y, device)
     lo, hi = (float(b) for b in (bounds or (0.0, 1.0)))
     if not lo < hi:
         raise BayesLRPError(f"bounds must have low < high; got {bounds}")

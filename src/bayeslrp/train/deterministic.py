@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..ensemble import Ensemble
+from .preflight import preflight
 from .loop import fit, training_arrays
 from .options import TrainOptions
 
@@ -34,6 +35,7 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
         Optimiser, learning-rate steps and augmentation (default: Adam, constant, none).
     """
     x, y = training_arrays(x, y)
+    preflight(net, x, y, device)
     model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          progress=progress, description="train det", device=device,
                          options=options)

@@ -20,7 +20,8 @@ from ..errors import BayesLRPError
 from ..mcmc.seeds import derive_seed, generator as seeded_generator
 from .deterministic import deterministic
 from .hmc_potential import NetworkPotential
-from .loop import check_training_data, training_arrays
+from .preflight import preflight
+from .loop import training_arrays
 
 MODES = ("full", "blocks", "subset")
 INITS = ("map", "random")
@@ -113,7 +114,7 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, n_sam
     """
     started = time.perf_counter()
     x, y = training_arrays(x, y)
-    check_training_data(x, y)
+    preflight(net, x, y, device)
     _check(mode, init, chains, subset, block_size, n_samples, x.shape[0], map_epochs)
     device = torch.device(device or x.device)
     x, y = x.to(device), y.to(device)
@@ -142,7 +143,7 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, n_sam
     meta = _meta(results, mode, chains, n_samples, warmup, steps, step_size, prior_std, init,
                  map_epochs, mass, target_accept, jitter, seed, subset, block_size, x.shape[0],
                  chunk_size, time.perf_counter() - started)
-    ens = Ensemble(nets.spec_of(net), params, meta=meta)
+    ens = Ensemble.from_params(net, params, meta=meta)
     if chains >= 2:
         xd = diagnostic_x if diagnostic_x is not None else _diagnostic_points(x, seed)
         ens.meta["diagnostics"] = predictive_diagnostics(
@@ -252,7 +253,10 @@ def _train_map(template, x, y, key, map_epochs, map_lr, seed, directory, progres
     map_seed = derive_seed(seed, "map", key) % 2**31
     cache = None if directory is None else directory / f"map-{key}"
     if cache is not None and (cache / "ensemble.json").is_file():
-        ens = Ensemble.load(cache, device=device)
+        spec = getattr(template, "bayeslrp_spec", None) or {}
+        # a user's network is its own architecture (a built-in one is rebuilt from its spec)
+        own = None if spec.get("arch") in nets.ARCHITECTURES else template
+        ens = Ensemble.load(cache, device=device, module=own)
         if (ens.meta.get("epochs") != map_epochs or ens.meta.get("seed") != map_seed
                 or ens.meta.get("lr") != map_lr):
             raise BayesLRPError(f"{cache} holds a MAP start made with other settings; use a new "

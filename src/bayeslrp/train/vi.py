@@ -11,10 +11,11 @@ import time
 import torch
 from torch import nn
 
-from .. import nets
+
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from .loop import check_training_data, training_arrays
+from .preflight import preflight
+from .loop import training_arrays
 from .options import TrainOptions
 from .vi_meanfield import draw, fit
 
@@ -82,10 +83,9 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs
         ``meta`` the method, settings and the per-epoch ELBO history.
     """
     x, y = training_arrays(x, y)
-    check_training_data(x, y)
+    preflight(net, x, y, device)
     if n_samples < 1:
         raise BayesLRPError(f"n_samples must be >= 1; got {n_samples}")
-    spec = nets.spec_of(net)
     started = time.perf_counter()
     model, history = fit(net, x, y, epochs=epochs, lr=lr, prior_std=prior_std,
                          batch_size=batch_size, seed=seed, init_std=init_std,
@@ -119,4 +119,4 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs
         meta["mu_init_std"] = mu_init_std
     if options is not None and options != TrainOptions():
         meta["options"] = options.as_dict()
-    return Ensemble(spec, params, meta=meta, extras=extras)
+    return Ensemble.from_params(net, params, meta=meta, extras=extras)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .. import nets
+
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from ..mcmc.seeds import derive_seed
@@ -33,7 +33,7 @@ def meanfield_from_ensemble(ens: Ensemble) -> MeanField:
     if ens.meta.get("method") != "vi" or not mu or set(mu) != set(rho):
         raise BayesLRPError("not a VI ensemble: it carries no variational parameters "
                             "(extras mu.* / rho.*)")
-    net = nets.build_from_spec(ens.spec).to(ens.device)
+    net = ens.sample_module(0)  # the architecture (the built-in one rebuilt from its spec)
     # sample 0 holds the point estimates and buffers (BatchNorm) every draw shares
     net.load_state_dict({**{k: v[0] for k, v in ens.params.items()}, **mu})
     model = MeanField(net, prior_std=float(ens.meta.get("prior_std", 1.0)),

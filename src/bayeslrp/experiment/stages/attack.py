@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from bayeslrp import catalog
 from bayeslrp.experiment.stages.base import Stage, StageOutput, is_bayesian, load_model
 from bayeslrp.experiment.stages.data import DATA_FILE, IMAGES_FILE
 from bayeslrp.experiment.stages.explainers import explainer_key_params, explainer_from_params
@@ -27,7 +26,7 @@ class AttackStage(Stage):
         keys = planner.shared["model_keys"]
         attack_tasks = {}
         for m in planner.shared["models"]:
-            last = catalog.learnable_layers(m.arch)[-1]
+            last = m.learnable_layers[-1]
             for a in cfg.attacks:
                 if a.transfer_from is not None and a.transfer_from != m.name:
                     continue  # a transfer attack is computed on its source model only

@@ -147,6 +147,10 @@ def model_forward_flops(config, name: str) -> int:
     base = name.rsplit(".own", 1)[0] if name not in {m.name for m in config.models} else name
     spec = config.model(base)
     n_classes = config.data.facts.n_classes
+    if spec.arch not in catalog.ARCHS:
+        from bayeslrp.experiment.arch_probe import network_flops
+
+        return network_flops(spec, config.data.image_shape, n_classes)
     return forward_flops(spec.arch, {"hidden": spec.hidden, "channels": spec.channels},
                          config.data.image_shape, n_classes)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from bayeslrp import catalog
 from bayeslrp.experiment.stages.base import Stage, StageOutput, is_bayesian, load_model
 from bayeslrp.experiment.stages.data import images_of
 from bayeslrp.experiment.stages.explainers import explainer_from_params, explainer_key_params
@@ -87,10 +86,10 @@ class ExplainStage(Stage):
         cfg = planner.config
         explain: dict[tuple, Any] = {}
         for m in planner.shared["models"]:
-            layers = catalog.learnable_layers(m.arch)
+            layers = m.learnable_layers
             n_list = list(cfg.explain.n_samples_for(m))
             for rule in cfg.explain.rules:
-                for layer in cfg.explain.layers_for(m.arch):
+                for layer in cfg.explain.layers_for(m.learnable_layers):
                     for src, images in image_sources(planner, m).items():
                         params = {"rule": rule, "layer": layer, "n_samples": n_list,
                                   **explainer_key_params(cfg, rule, m, layer,

@@ -48,7 +48,7 @@ class ManifoldStage(Stage):
         if spec is None:
             return
         for m in planner.shared["models"]:
-            last = catalog.learnable_layers(m.arch)[-1]
+            last = m.learnable_layers[-1]
             explainers = {rule: explainer_key_params(cfg, rule, m, last, output_layer=True)
                           for rule in spec.heatmap_rules(cfg.explain.rules)}
             inputs = {"model": planner.shared["model_keys"][m.name],

@@ -31,7 +31,7 @@ class MetricsStage(Stage):
         for m in planner.shared["models"]:
             n_list = list(cfg.explain.n_samples_for(m))
             for rule in cfg.explain.rules:
-                for layer in cfg.explain.layers_for(m.arch):
+                for layer in cfg.explain.layers_for(m.learnable_layers):
                     for a in cfg.attacks:
                         params = {"k": list(cfg.metrics.k), "ties": cfg.metrics.ties,
                                   "topk_mode": cfg.metrics.topk_mode, "n_samples": n_list}

@@ -21,6 +21,7 @@ class OwnSample:
     arch: str
     sample_count: int = 1
     bayesian: bool = False
+    learnable_layers: tuple[int, ...] = ()
 
 
 class SelectStage(Stage):
@@ -39,7 +40,9 @@ class SelectStage(Stage):
                                        "shape": list(cfg.data.image_shape)},
                             {"model": train[parent].key}, f"select[{own}]", {"model": own})
             planner.shared["model_keys"][own] = t.key
-            planner.shared["models"].append(OwnSample(own, parent, j, cfg.model(parent).arch))
+            planner.shared["models"].append(OwnSample(
+                own, parent, j, cfg.model(parent).arch,
+                learnable_layers=cfg.model(parent).learnable_layers))
 
     def estimate(self, task, config):
         from bayeslrp.experiment.costs import seconds

@@ -15,7 +15,7 @@ from bayeslrp.experiment.stages.base import (MODEL_DIR, Stage, StageOutput, data
 from bayeslrp.fileio import atomic_write_json
 from bayeslrp.plugins.models import MODEL_METHODS
 
-__all__ = ["TrainStage", "json_safe", "train_subset"]
+__all__ = ["TrainStage", "build_model_net", "json_safe", "train_subset"]
 
 MODEL_STAGES = ("train", "select")
 
@@ -48,14 +48,29 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def _build_net(spec: dict, shape: list[int], n_classes: int, seed: int):
-    from bayeslrp import nets
+def build_model_net(spec: dict, shape: list[int], n_classes: int, seed: int):
+    """The freshly initialised network of a model's key params, loaded from its
+    ``init_weights`` when it has them (checked against the file's sha256 when the params
+    carry it). A built-in arch gets the data's shape and classes; a registered or factory one
+    exactly its ``arch_kwargs``."""
+    from bayeslrp import catalog, nets
+    from bayeslrp.experiment.arch_probe import build_network, load_weights
 
-    kwargs: dict[str, Any] = {"in_shape": list(shape), "n_classes": n_classes}
-    for key in ("hidden", "channels"):
-        if spec.get(key) is not None:
-            kwargs[key] = spec[key]
-    return nets.build(spec["arch"], seed=stage_seed(seed, "init"), **kwargs)
+    init_seed = stage_seed(seed, "init")
+    if spec["arch"] in catalog.ARCHS:
+        kwargs: dict[str, Any] = {"in_shape": list(shape), "n_classes": n_classes}
+        for key in ("hidden", "channels"):
+            if spec.get(key) is not None:
+                kwargs[key] = spec[key]
+        net = nets.build(spec["arch"], seed=init_seed, **kwargs)
+    else:
+        net = build_network(spec["arch"], spec.get("arch_kwargs"), seed=init_seed)
+    weights = spec.get("init_weights")
+    if weights is not None:
+        path, sha = (weights["path"], weights["sha256"]) if isinstance(weights, dict) \
+            else (weights, None)
+        load_weights(path, net, sha)
+    return net
 
 
 class TrainStage(Stage):
@@ -105,7 +120,7 @@ class TrainStage(Stage):
         x, y = load_split(params["dataset"], "train", params["shape"], ctx)
         x, y = train_subset(x, y, params["n_train"], int(params.get("subset_seed", seed)))
         n_classes = dataset_classes(params["dataset"])
-        net = _build_net(spec, params["shape"], n_classes, seed)
+        net = build_model_net(spec, params["shape"], n_classes, seed)
         init = load_model(inputs["init"], ctx) if "init" in inputs else None
         ens = method.train(spec, net, x.to(device), y.to(device), init=init,
                            common=_common(method, seed, ctx, device, params["dataset"]),

@@ -13,21 +13,64 @@ A model method (det, adv, vi, hmc, …) is a subclass of :class:`ModelMethod` re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from bayeslrp.plugins.spec import Name, PosInt, Seed, StrictSpec
+from pydantic import StringConstraints, model_validator
+
+from bayeslrp.plugins.spec import ConfigIssue, Name, PosInt, Seed, StrictSpec
 
 __all__ = ["ModelMethod", "ModelSpecBase", "last_value"]
 
 
 class ModelSpecBase(StrictSpec):
-    """Keys every model has: its name, architecture and seed."""
+    """Keys every model has: its name, architecture and seed.
+
+    ``arch`` is a built-in or registered (:func:`bayeslrp.nets.register`) name, or a
+    factory import path ``"package.module:function"`` called with ``arch_kwargs``; the YAML
+    spelling ``arch: {factory: PATH, kwargs: {...}}`` is read as those two keys.
+    ``init_weights`` is a ``.safetensors`` file or a ``.pt`` state dict the network is loaded
+    from before training (its sha256 enters the artifact key).
+    """
 
     name: Name
-    arch: str
+    arch: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    arch_kwargs: dict[str, Any] | None = None
     hidden: PosInt | None = None
     channels: PosInt | None = None
+    init_weights: Annotated[str, StringConstraints(min_length=1)] | None = None
     seed: Seed | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _factory_mapping(cls, data: Any) -> Any:
+        arch = data.get("arch") if isinstance(data, dict) else None
+        if not isinstance(arch, dict):
+            return data
+        unknown = set(arch) - {"factory", "kwargs"}
+        if unknown or "factory" not in arch:
+            raise ConfigIssue(("arch",), f"must be a name or {{factory: 'package.module:"
+                                         f"function', kwargs: {{...}}}}; got keys "
+                                         f"{sorted(arch)}")
+        if "arch_kwargs" in data:
+            raise ConfigIssue(("arch_kwargs",), "give the kwargs inside arch: {factory, kwargs}")
+        kwargs = arch.get("kwargs")
+        return {**data, "arch": arch["factory"], "arch_kwargs": {} if kwargs is None else kwargs}
+
+    @property
+    def is_factory(self) -> bool:
+        """Whether ``arch`` is a factory import path (not a name)."""
+        return ":" in self.arch
+
+    @property
+    def learnable_layers(self) -> tuple[int, ...]:
+        """The architecture's layer names (built-in: the catalog; else its built network)."""
+        from bayeslrp import catalog
+
+        if self.arch in catalog.ARCHS:
+            return catalog.learnable_layers(self.arch)
+        from bayeslrp.experiment.arch_probe import learnable_layers
+
+        return learnable_layers(self.arch, self.arch_kwargs)
 
     @property
     def sample_count(self) -> int:
@@ -70,7 +113,15 @@ class ModelMethod:
         out, see :mod:`bayeslrp.plugins.models.train_options`)."""
         from bayeslrp.plugins.models.train_options import drop_default_options
 
-        return drop_default_options(spec.model_dump(mode="json", exclude=set(self.unkeyed)))
+        params = drop_default_options(spec.model_dump(mode="json", exclude=set(self.unkeyed)))
+        for key in ("arch_kwargs", "init_weights"):  # absent from the keys made before them
+            if params.get(key) is None:
+                params.pop(key, None)
+        if spec.init_weights is not None:
+            from bayeslrp.experiment.arch_probe import weights_param
+
+            params["init_weights"] = weights_param(spec.init_weights)
+        return params
 
     def train(self, spec: Mapping[str, Any], net, x, y, *, init=None,
               common: Mapping[str, Any], scratch=None):

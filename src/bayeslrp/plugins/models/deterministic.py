@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from bayeslrp.plugins.models.base import ModelMethod, ModelSpecBase, last_value
 from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
-from bayeslrp.plugins.spec import ConfigIssue, PosFloat, PosInt
+from bayeslrp.plugins.spec import ConfigIssue, NonNegInt, PosFloat, PosInt
 
 __all__ = ["DetMethod", "DetModel", "default_epochs"]
 
@@ -27,7 +27,8 @@ class DetModel(ModelSpecBase, TrainOptionFields):
     """Deterministic training (cross-entropy; Adam unless ``optimizer: sgd``)."""
 
     method: Literal["det"]
-    epochs: PosInt | None = None
+    #: 0 (with ``init_weights``): the loaded network as it is, untrained.
+    epochs: NonNegInt | None = None
     lr: PosFloat = 1e-3
     batch_size: PosInt = 128
 
@@ -39,11 +40,21 @@ class DetMethod(ModelMethod):
     Spec = DetModel
 
     def resolve(self, spec: Any, dataset: str) -> dict[str, Any]:
+        if spec.epochs == 0 and spec.init_weights is None:
+            raise ConfigIssue(("epochs",), "0 epochs keeps the initial weights: give "
+                                           "init_weights (a trained network), or epochs >= 1")
         return default_epochs(spec.arch, dataset) if spec.epochs is None else {}
 
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
         from bayeslrp import train
 
+        if spec["epochs"] == 0:  # init_weights used as they are (the config demands them)
+            from bayeslrp.ensemble import Ensemble
+            from bayeslrp.train.preflight import preflight
+
+            preflight(net, x, y, common.get("device"))
+            return Ensemble.from_module(net, meta={"method": "det", "epochs": 0,
+                                                   "seed": common["seed"], "history": {}})
         return train.deterministic(net, x, y, epochs=spec["epochs"], lr=spec["lr"],
                                    batch_size=spec["batch_size"],
                                    options=train_options(spec), **common)

@@ -84,9 +84,10 @@ class HMCMethod(ModelMethod):
         if ref.method != "det":
             raise ConfigIssue(("init_model",), f"must name a det model (MAP start); "
                                                f"{spec.init_model!r} is {ref.method}")
-        if (ref.arch, ref.hidden, ref.channels) != (spec.arch, spec.hidden, spec.channels):
+        if (ref.arch, ref.hidden, ref.channels, ref.arch_kwargs) != (
+                spec.arch, spec.hidden, spec.channels, spec.arch_kwargs):
             raise ConfigIssue(("init_model",), f"{spec.init_model!r} has a different "
-                                               f"architecture (arch, hidden, channels)")
+                                               f"architecture (arch, hidden, channels, kwargs)")
 
     def cost(self, spec, n_train, flops):
         used = spec.subset if spec.mode == "subset" else n_train
