@@ -48,6 +48,29 @@ def race(contenders: dict, repeats: int = 3) -> tuple[dict, dict]:
     return outputs, times
 
 
+def comparison_arguments(description: str, repeats: int = 3):
+    """Parse the options every ours-against-theirs benchmark shares (``--archs --samples
+    --images --threads --repeats``), set the thread count, and return them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--archs", nargs="+", default=["fc2", "conv"], choices=list(ARCHS))
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help="interleaved rounds, best counts")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def print_header(args, rate: float) -> None:
+    """The machine line of a comparison benchmark."""
+    print(f"{machine()}; S = {args.samples}, {args.images} MNIST images; "
+          f"matmul {rate / 1e9:.1f} GFLOP/s")
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far, GiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

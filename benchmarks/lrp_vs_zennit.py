@@ -6,7 +6,7 @@ applied to the member, one modified backward pass seeded with the logit of the e
 (the class of the Bayesian mean prediction, as ours), channels summed, the S heatmaps averaged.
 Ours: ``bl.lrp.explain(ens, x, rule="epsilon", n_samples=S)`` at the output layer.
 
-Printed per architecture: seconds of both, speed ratio (Zennit ÷ ours, > 1 means ours is
+Printed per architecture: CPU seconds of both (best of ``--repeats`` interleaved rounds), speed ratio (Zennit ÷ ours, > 1 means ours is
 faster), our ratio to the FLOP bound (forward + relevance backward = 2 × forward FLOPs per image
 and sample, at the matmul rate measured in this run) and the largest difference between the two
 maps relative to the largest |relevance|. In float32 that difference is rounding made visible by
@@ -16,20 +16,18 @@ column ``f64_rel_diff`` repeats the comparison in float64 on the first 4 members
 where no near-ties flip: it shows that the two compute the same maps.
 
 Usage: ``PYTHONPATH=src python benchmarks/lrp_vs_zennit.py [--archs fc2 conv] [--samples 100]
-[--images 500] [--threads 1]``
+[--images 500] [--threads 1] [--repeats 2]``
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import time
 
 import torch
 
 import bayeslrp as bl
 
-from _common import (forward_flops, machine, matmul_flops_per_second, mnist_points, print_rows,
-                     random_ensemble)
+from _common import (comparison_arguments, forward_flops, matmul_flops_per_second, mnist_points,
+                     print_header, print_rows, race, random_ensemble)
 from _thirdparty import require
 
 
@@ -56,6 +54,7 @@ def zennit_loop(zennit, members, x, classes, epsilon=0.1):
 
 def float64_difference(zennit, ens, members, x, classes, n_members=4, n_images=50):
     """Largest relative difference of the two maps in float64 on a subset."""
+    n_members = min(n_members, len(members))
     sub = copy.copy(ens)
     sub.params = {k: v[:n_members].double() for k, v in ens.params.items()}
     x64, cls = x[:n_images].double(), classes[:n_images]
@@ -66,28 +65,21 @@ def float64_difference(zennit, ens, members, x, classes, n_members=4, n_images=5
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=["fc2", "conv"])
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = comparison_arguments(__doc__.splitlines()[0], repeats=2)
     zennit = require("zennit")
     x, _ = mnist_points(args.images)
     rate = matmul_flops_per_second()
-    print(f"{machine()}; S = {args.samples}, {args.images} MNIST images; "
-          f"matmul {rate / 1e9:.1f} GFLOP/s")
+    print_header(args, rate)
     rows = []
     for arch in args.archs:
         ens, members = random_ensemble(arch, args.samples)
         classes = ens.predict(x)
-        start = time.perf_counter()
-        theirs = zennit_loop(zennit, [m.eval() for m in members], x, classes)
-        t_alt = time.perf_counter() - start
-        start = time.perf_counter()
-        mine = bl.lrp.explain(ens, x, rule="epsilon", n_samples=args.samples)
-        t_ours = time.perf_counter() - start
+        members = [m.eval() for m in members]
+        out, times = race({
+            "zennit": lambda: zennit_loop(zennit, members, x, classes),
+            "ours": lambda: bl.lrp.explain(ens, x, rule="epsilon", n_samples=args.samples)},
+            repeats=args.repeats)
+        theirs, mine, t_alt, t_ours = out["zennit"], out["ours"], times["zennit"], times["ours"]
         rate = max(rate, matmul_flops_per_second())
         bound = 2 * forward_flops(arch) * args.images * args.samples / rate
         rows.append({"arch": arch, "ours_s": t_ours, "zennit_s": t_alt,

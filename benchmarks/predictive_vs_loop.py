@@ -6,16 +6,14 @@ Printed per architecture: CPU seconds of both (best of ``--repeats`` interleaved
 of the predictive probabilities.
 
 Usage: ``PYTHONPATH=src python benchmarks/predictive_vs_loop.py [--archs fc2 conv] [--samples 100]
-[--images 500] [--threads 1]``
+[--images 500] [--threads 1] [--repeats 3]``
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from _common import (forward_flops, machine, matmul_flops_per_second, mnist_points, print_rows,
-                     race, random_ensemble)
+from _common import (comparison_arguments, forward_flops, matmul_flops_per_second, mnist_points,
+                     print_header, print_rows, race, random_ensemble)
 
 
 def member_loop(members, x, batch_size=2048):
@@ -28,18 +26,10 @@ def member_loop(members, x, batch_size=2048):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=["fc2", "conv"])
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds, best counts")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = comparison_arguments(__doc__.splitlines()[0])
     x, _ = mnist_points(args.images)
     rate = matmul_flops_per_second()
-    print(f"{machine()}; S = {args.samples}, {args.images} MNIST images; "
-          f"matmul {rate / 1e9:.1f} GFLOP/s")
+    print_header(args, rate)
     rows = []
     for arch in args.archs:
         ens, members = random_ensemble(arch, args.samples)

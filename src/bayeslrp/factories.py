@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from .errors import BayesLRPError
 
-__all__ = ["FACTORY_PATTERN", "build_factory", "factory_path", "import_factory", "json_kwargs"]
+__all__ = ["FACTORY_PATTERN", "build_factory", "call_builder", "factory_path", "import_factory",
+           "json_kwargs"]
 
 #: ``package.module:function`` (the function may be a dotted attribute, ``mod:Class.make``).
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -69,11 +70,15 @@ def build_factory(path: str, kwargs: dict | None = None, seed: int | None = None
     ``seed`` seeds the CPU generator for the call (and restores it after); ``None`` uses
     torch's global generator.
     """
+    return call_builder(import_factory(path), json_kwargs(kwargs), seed, f"factory {path}")
+
+
+def call_builder(fn, kwargs: dict, seed: int | None, what: str):
+    """``fn(**kwargs)`` under ``seed`` (``None``: torch's global generator), checked to be an
+    ``nn.Module`` (returned in eval mode); any exception becomes one line naming ``what``."""
     import torch
     from torch import nn
 
-    fn = import_factory(path)
-    kwargs = json_kwargs(kwargs)
     try:
         if seed is None:
             net = fn(**kwargs)
@@ -82,11 +87,9 @@ def build_factory(path: str, kwargs: dict | None = None, seed: int | None = None
                 torch.default_generator.manual_seed(seed)
                 net = fn(**kwargs)
     except Exception as exc:
-        raise BayesLRPError(f"factory {path} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from None
+        raise BayesLRPError(f"{what} raised {type(exc).__name__}: {_one_line(exc)}") from None
     if not isinstance(net, nn.Module):
-        raise BayesLRPError(f"factory {path} returned a {type(net).__name__}, not a "
-                            f"torch.nn.Module")
+        raise BayesLRPError(f"{what} returned a {type(net).__name__}, not a torch.nn.Module")
     return net.eval()
 
 

@@ -267,23 +267,11 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Module:
 
 
 def _build_registered(name: str, seed: int | None, kwargs: dict) -> nn.Module:
-    from .factories import json_kwargs
+    from .factories import call_builder, json_kwargs
 
     builder, _, path = _REGISTERED[name]
     kwargs = json_kwargs(kwargs, f"options of architecture {name!r}")
-    try:
-        if seed is None:
-            net = builder(**kwargs)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.default_generator.manual_seed(seed)
-                net = builder(**kwargs)
-    except Exception as exc:
-        raise BayesLRPError(f"architecture {name!r} raised {type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:300]}") from None
-    if not isinstance(net, nn.Module):
-        raise BayesLRPError(f"the builder of {name!r} returned a {type(net).__name__}, not a "
-                            f"torch.nn.Module")
+    net = call_builder(builder, kwargs, seed, f"architecture {name!r}")
     net.bayeslrp_spec = {"arch": name, "kwargs": kwargs, **({"factory": path} if path else {})}
     return net.eval()
 
