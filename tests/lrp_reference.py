@@ -12,6 +12,8 @@ torch; no torch computation is used.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from torch import nn
 
@@ -86,6 +88,25 @@ def maxpool_matrix(a, in_shape, module):
     return m.reshape(c * ho * wo, c * h * w), (c, ho, wo)
 
 
+def _adaptive_windows(n, o):
+    return [(int(np.floor(i * n / o)), int(np.ceil((i + 1) * n / o))) for i in range(o)]
+
+
+def adaptive_maxpool_matrix(a, in_shape, module):
+    """0/1 matrix of AdaptiveMaxPool2d: each adaptive window's first maximum."""
+    c, h, w = in_shape
+    ho, wo = _pair(module.output_size)
+    img = a.reshape(c, h, w)
+    m = np.zeros((c, ho, wo, c, h, w))
+    for ch in range(c):
+        for i, (r0, r1) in enumerate(_adaptive_windows(h, ho)):
+            for j, (c0, c1) in enumerate(_adaptive_windows(w, wo)):
+                win = img[ch, r0:r1, c0:c1]
+                ii, jj = np.unravel_index(int(np.argmax(win)), win.shape)
+                m[ch, i, j, ch, r0 + ii, c0 + jj] = 1.0
+    return m.reshape(c * ho * wo, c * h * w), (c, ho, wo)
+
+
 def shortcut_matrix(in_shape, stride, pad):
     """Option-A shortcut: subsample by ``stride``, zero-pad ``pad/2`` channels on each side."""
     c, h, w = in_shape
@@ -157,9 +178,32 @@ def proportional(parts, r, delta):
 
 
 # ----------------------------------------------------------------------------- network
-def _activation(module, z, beta):
+def _erf(z):
+    return np.vectorize(math.erf)(z)
+
+
+def _smooth(module, z):
+    """ELU, GELU (exact or tanh), SiLU, Tanh, Sigmoid, Softplus from their formulas."""
     if isinstance(module, nn.Softplus):
         return np.logaddexp(0.0, module.beta * z) / module.beta
+    if isinstance(module, nn.ELU):
+        return np.where(z > 0, z, module.alpha * np.expm1(np.minimum(z, 0)))
+    if isinstance(module, nn.GELU):
+        if module.approximate == "tanh":
+            return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+        return 0.5 * z * (1 + _erf(z / np.sqrt(2)))
+    if isinstance(module, nn.SiLU):
+        return z / (1 + np.exp(-z))
+    if isinstance(module, nn.Tanh):
+        return np.tanh(z)
+    if isinstance(module, nn.Sigmoid):
+        return 1 / (1 + np.exp(-z))
+    raise TypeError(type(module))
+
+
+def _activation(module, z, beta):
+    if not isinstance(module, (nn.ReLU, nn.LeakyReLU)):
+        return _smooth(module, z)
     slope = module.negative_slope if isinstance(module, nn.LeakyReLU) else 0.0
     if beta is not None:
         soft = np.logaddexp(0.0, beta * z) / beta
@@ -167,21 +211,54 @@ def _activation(module, z, beta):
     return np.where(z > 0, z, slope * z)
 
 
-_ACTS = (nn.ReLU, nn.LeakyReLU, nn.Softplus)
+_ACTS = (nn.ReLU, nn.LeakyReLU, nn.Softplus, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+_SKIP = (nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+def chain_of(net):
+    """The modules of ``net`` in order, nested ``nn.Sequential`` containers opened."""
+    if isinstance(net, (nn.Sequential, list, tuple)):
+        return [m for child in net for m in chain_of(child)]
+    return [net]
+
+
+def _folds(net, i):
+    """Whether the BatchNorm at ``i`` follows its Linear (1d) / Conv2d (2d)."""
+    return i > 0 and (isinstance(net[i], nn.BatchNorm1d) and isinstance(net[i - 1], nn.Linear)
+                      or isinstance(net[i], nn.BatchNorm2d) and isinstance(net[i - 1], nn.Conv2d))
+
+
+def learnable(net):
+    return [i for i, m in enumerate(net)
+            if isinstance(m, (nn.Linear, nn.Conv2d, nets.BasicBlock))
+            or isinstance(m, _BN) and not _folds(net, i)]
 
 
 def cut_position(net, layer):
     """(last position run, output?) for learnable layer ``layer`` (None = logits)."""
-    learn = [i for i, m in enumerate(net) if isinstance(m, (nn.Linear, nn.Conv2d, nets.BasicBlock))]
+    learn = learnable(net)
     if layer is None or layer == learn[-1]:
         return learn[-1], True
     if isinstance(net[layer], nets.BasicBlock):
         return layer, False
-    j = layer + 1
-    while not isinstance(net[j], _ACTS):
-        assert isinstance(net[j], nn.BatchNorm2d)
+    end = layer + 1 if layer + 1 < len(net) and _folds(net, layer + 1) else layer
+    j = end + 1
+    while j < len(net) and isinstance(net[j], _SKIP):
         j += 1
-    return j, False
+    if j < len(net) and isinstance(net[j], _ACTS):
+        return j, False
+    return end, False
+
+
+def _bn_affine(bn):
+    scale = 1.0 / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight.detach().double().numpy()
+    shift = -bn.running_mean.double().numpy() * scale
+    if bn.affine:
+        shift = shift + bn.bias.detach().double().numpy()
+    return scale, shift
 
 
 def forward(net, x, stop, beta=None, cache=None):
@@ -214,11 +291,25 @@ def forward(net, x, stop, beta=None, cache=None):
             m = mod.weight.detach().double().numpy()
             b = (mod.bias.detach().double().numpy() if mod.bias is not None
                  else np.zeros(m.shape[0]))
+            if i + 1 < len(net) and _folds(net, i + 1):
+                scale, shift = _bn_affine(net[i + 1])
+                m, b = m * scale[:, None], b * scale + shift
+                i += 1
             steps.append(("affine", m, b, a))
             a, shape = m @ a + b, (m.shape[0],)
+        elif isinstance(mod, _BN):  # not folded: a diagonal affine layer
+            scale, shift = _bn_affine(mod)
+            per = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            m, b = np.diag(np.repeat(scale, per)), np.repeat(shift, per)
+            steps.append(("affine", m, b, a))
+            a = m @ a + b
+        elif isinstance(mod, nn.AdaptiveMaxPool2d):
+            m, shape = adaptive_maxpool_matrix(a, shape, mod)
+            steps.append(("select", m))
+            a = m @ a
         elif isinstance(mod, _ACTS):
             a = _activation(mod, a, beta)
-        elif isinstance(mod, (nn.Flatten, nn.Identity, nn.Dropout)):
+        elif isinstance(mod, (nn.Flatten, *_SKIP)):
             pass
         elif isinstance(mod, nets.Normalize):
             mean = np.repeat(mod.mean.double().numpy().reshape(-1), np.prod(shape[1:]))
@@ -293,10 +384,12 @@ def reference_lrp(modules, x, rule="epsilon", layer=None, *, epsilon=0.1, gamma=
                   inner="max", target=None, surrogate_beta=None):
     """Heatmaps ``[S, B, H, W]`` of S sample networks (float64 numpy).
 
-    ``modules``: one ``nn.Sequential`` per posterior sample. ``x``: ``[B, C, H, W]`` array.
+    ``modules``: one ``nn.Sequential`` (nested ones are opened) or list of modules per
+    posterior sample. ``x``: ``[B, C, H, W]`` array.
     Options mean what they mean for :func:`bayeslrp.lrp.explain`.
     """
     opts = dict(epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, stabilizer=stabilizer)
+    modules = [chain_of(net) for net in modules]
     x = np.asarray(x, dtype=np.float64)
     n_img = x.shape[0]
     stop, is_output = cut_position(modules[0], layer)
@@ -343,11 +436,11 @@ def reference_lrp(modules, x, rule="epsilon", layer=None, *, epsilon=0.1, gamma=
 
 # ----------------------------------------------------------------------------- test fixtures
 def randomize_batchnorm(net, gen, shift=0.2):
-    """Give every BatchNorm2d non-trivial running statistics and affine parameters."""
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
     import torch
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.running_mean.copy_(shift * torch.randn(m.num_features, generator=gen))
                 m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=gen))
                 m.weight.copy_(0.5 + torch.rand(m.num_features, generator=gen))
@@ -362,7 +455,7 @@ def zero_biases(net):
         for m in net.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
                 m.bias.zero_()
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 m.running_mean.zero_()
                 m.bias.zero_()
     return net

@@ -120,7 +120,10 @@ def _assert_one_line_error(text_or_data, expected_path=None):
     msg = str(info.value)
     assert "\n" not in msg and ERROR_LINE.match(msg), msg
     if expected_path is not None:
-        assert f"config error at {expected_path}:" in msg, msg
+        # data.dataset also takes a mapping (a user's files): a mapping put there is reported
+        # at the key of it that is wrong
+        child = expected_path == "data.dataset" and f"config error at {expected_path}." in msg
+        assert f"config error at {expected_path}:" in msg or child, msg
     return msg
 
 

@@ -228,7 +228,7 @@ def test_net_seeding_leaves_every_generator_as_it_was():
 @pytest.mark.parametrize("out", [(1, 1), (3, 4), (2, 2)])
 def test_adaptive_pool_transpose_equals_the_autograd_transpose(out):
     """Oracle: autograd's vector-Jacobian product of the pool (float64; 1 x 1 bit-exact)."""
-    from bayeslrp.lrp.layers import adaptive_avg_pool_transpose
+    from bayeslrp.lrp.pooling import adaptive_avg_pool_transpose
 
     g = torch.Generator().manual_seed(0)
     ratio = torch.randn(2, 5, *out, generator=g, dtype=torch.float64)

@@ -44,17 +44,26 @@ class Ensemble:
         JSON-serialisable facts about how the ensemble was made (method, seeds, diagnostics).
     extras : dict of str to Tensor, optional
         Additional tensors saved alongside (e.g. VI's variational means and scales).
+    module : nn.Module, optional
+        The architecture itself, for a network not made by :func:`bayeslrp.nets.build`
+        (``spec`` then None; such an ensemble is used in memory and cannot be saved yet).
     """
 
-    def __init__(self, spec: dict, params: dict[str, torch.Tensor], meta: dict | None = None,
-                 extras: dict[str, torch.Tensor] | None = None):
+    def __init__(self, spec: dict | None, params: dict[str, torch.Tensor],
+                 meta: dict | None = None, extras: dict[str, torch.Tensor] | None = None, *,
+                 module: nn.Module | None = None):
         self.spec = copy.deepcopy(spec)
-        self.module = nets.build_from_spec(self.spec)
+        if module is not None:
+            self.module = copy.deepcopy(module).eval()
+        elif spec is None:
+            raise BayesLRPError("an Ensemble needs an architecture spec or a module")
+        else:
+            self.module = nets.build_from_spec(self.spec)
         expected = set(self.module.state_dict())
         if set(params) != expected:
             missing, unknown = expected - set(params), set(params) - expected
             raise BayesLRPError(
-                f"parameters do not fit architecture {spec['arch']!r}: "
+                f"parameters do not fit architecture {self._arch_name()!r}: "
                 f"missing {sorted(missing)[:3]}, unknown {sorted(unknown)[:3]}")
         sizes = {t.shape[0] for t in params.values()}
         if len(sizes) != 1:
@@ -98,8 +107,15 @@ class Ensemble:
     def __len__(self) -> int:
         return self.n_samples
 
+    def _arch_name(self) -> str:
+        return type(self.module).__name__ if self.spec is None else self.spec["arch"]
+
+    def _same_arch(self) -> dict:
+        """Keywords that rebuild this ensemble's architecture (the module when no spec)."""
+        return {"module": self.module} if self.spec is None else {}
+
     def __repr__(self) -> str:
-        return f"Ensemble(arch={self.spec['arch']!r}, S={self.n_samples}, method={self.meta.get('method')!r})"
+        return f"Ensemble(arch={self._arch_name()!r}, S={self.n_samples}, method={self.meta.get('method')!r})"
 
     def resolve_n(self, n_samples: int | None) -> int:
         """Validate a requested sample count; ``None`` means all samples."""
@@ -113,7 +129,8 @@ class Ensemble:
     def head(self, n_samples: int) -> "Ensemble":
         """The ensemble of the first ``n_samples`` samples (views, no copy)."""
         n = self.resolve_n(n_samples)
-        return Ensemble(self.spec, {k: v[:n] for k, v in self.params.items()}, self.meta, self.extras)
+        return Ensemble(self.spec, {k: v[:n] for k, v in self.params.items()}, self.meta,
+                        self.extras, **self._same_arch())
 
     def select(self, indices: Sequence[int]) -> "Ensemble":
         """The ensemble of the given sample indices (e.g. one posterior sample ``[j]``)."""
@@ -121,7 +138,7 @@ class Ensemble:
         if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= self.n_samples:
             raise BayesLRPError(f"sample indices {list(indices)} out of range 0..{self.n_samples - 1}")
         return Ensemble(self.spec, {k: v[idx.to(v.device)] for k, v in self.params.items()},
-                        self.meta, self.extras)
+                        self.meta, self.extras, **self._same_arch())
 
     def sample_params(self, j: int) -> dict[str, torch.Tensor]:
         """The state-dict of sample ``j``."""
@@ -129,7 +146,8 @@ class Ensemble:
 
     def sample_module(self, j: int) -> nn.Module:
         """A standalone copy of the architecture holding sample ``j``'s weights (eval mode)."""
-        module = nets.build_from_spec(self.spec).to(self.device)
+        module = (copy.deepcopy(self.module) if self.spec is None
+                  else nets.build_from_spec(self.spec)).to(self.device)
         module.load_state_dict(self.sample_params(j))
         return module.eval()
 
@@ -137,7 +155,7 @@ class Ensemble:
         """A copy of the ensemble on ``device``."""
         moved = {k: v.to(device) for k, v in self.params.items()}
         extras = {k: v.to(device) for k, v in self.extras.items()}
-        return Ensemble(self.spec, moved, self.meta, extras)
+        return Ensemble(self.spec, moved, self.meta, extras, **self._same_arch())
 
     # ------------------------------------------------------------------ forward passes
     def _activation_numel(self, x: torch.Tensor) -> int:
@@ -155,7 +173,8 @@ class Ensemble:
             handles = [m.register_forward_hook(hook) for m in self.module.modules()]
             try:
                 with torch.no_grad():
-                    self.module(torch.zeros((1, *key), device=self.device))
+                    dtype = next((p.dtype for p in self.module.parameters()), torch.float32)
+                    self.module(torch.zeros((1, *key), device=self.device, dtype=dtype))
             finally:
                 for handle in handles:
                     handle.remove()
@@ -230,6 +249,9 @@ class Ensemble:
         The JSON records the architecture spec, sample count, metadata and the sha256 of every
         tensor file. Each file is written atomically; the JSON last.
         """
+        if self.spec is None:
+            raise BayesLRPError(f"this ensemble of a {self._arch_name()} was made from a module "
+                                "without an architecture spec; it cannot be saved")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         files = {PARAMS_FILE: _tensor_bytes(self.params)}

@@ -244,14 +244,14 @@ def spec_of(net: nn.Module) -> dict:
     return spec
 
 
-def _is_learnable(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Conv2d, BasicBlock))
-
-
-def learnable_layers(net: nn.Sequential) -> list[int]:
+def learnable_layers(net: nn.Module) -> list[int]:
     """Positions of the learnable layers in the Sequential (the paper's layer indices).
 
     ``fc2`` → ``[1, 3, 5]``, ``conv`` → ``[0, 3, 7]``; for ``resnet20`` the first convolution,
-    each residual block and the classifier.
+    each residual block and the classifier. Any other network: the positions of its chain of
+    modules as LRP walks it (:func:`bayeslrp.lrp.handlers.learnable_positions`; nested
+    Sequentials opened, a custom ``forward`` traced; unfolded BatchNorms count).
     """
-    return [i for i, module in enumerate(net) if _is_learnable(module)]
+    from .lrp.handlers import learnable_positions, network_entries
+
+    return learnable_positions(network_entries(net))

@@ -6,13 +6,15 @@ Saliency attacks (:mod:`~bayeslrp.attacks.saliency`): :func:`topk`, :func:`regio
 :func:`manipulate` (the attack named ``beta``). Outcomes: :func:`evaluate`. One entry point by
 name, :func:`run_attack`, dispatching through the attack registry
 (:data:`bayeslrp.plugins.attacks.ATTACK_METHODS`) like the experiment and the CLI.
-All attacks work in pixel space [0, 1] and clamp after every step.
+All attacks work in pixel space — [0, 1] unless ``bounds=(lo, hi)`` is given or the images
+come as a :class:`bayeslrp.data.Dataset` with its own bounds — and clamp after every step.
 """
 from __future__ import annotations
 
 import torch
 
 from ..ensemble import Ensemble
+from ._common import data_args
 from .evaluate import evaluate
 from .gradient import MODES, fgsm, pgd
 from .saliency import manipulate, random_other_indices, random_region, region, topk
@@ -28,16 +30,18 @@ def methods() -> tuple[str, ...]:
     return ATTACK_METHODS.names()
 
 
-def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str, *, seed: int = 0,
-               explainer=None, **options) -> torch.Tensor:
+def run_attack(ens: Ensemble, x, y: torch.Tensor | None, method: str, *, seed: int = 0,
+               explainer=None, bounds: tuple[float, float] | None = None,
+               **options) -> torch.Tensor:
     """Run the registered attack ``method`` and return the attacked images.
 
     Parameters
     ----------
     ens : Ensemble
         The attacked model.
-    x : Tensor
-        Images ``[B, C, H, W]`` in [0, 1].
+    x : Tensor or Dataset
+        Images ``[B, C, H, W]`` within ``bounds``, or a :class:`bayeslrp.data.Dataset` (then
+        ``y`` may be None and its bounds apply).
     y : Tensor
         True labels ``[B]`` (the attacks on explanations keep the clean predicted class).
     method : str
@@ -49,6 +53,8 @@ def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str, *, 
     explainer : Explainer, optional
         Attacks on explanations: the attacked explanation (default: the spec's ``rule`` with
         the paper's parameters, output layer).
+    bounds : (float, float), optional
+        Pixel value range the attack clamps to (default [0, 1]).
     **options
         The attack's config keys (``eps``, ``steps``, ``mode``, ``rule``, ``n_samples`` …),
         validated by the attack's spec.
@@ -75,4 +81,5 @@ def run_attack(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, method: str, *, 
         rule = spec.explained_rule
         explainer = Explainer(rule, EXPLAINERS.get(rule)().key_args(ExplainSpec()),
                               target_mode="predictive")
-    return method_obj.run(ens, x, y, params, seed=seed, explainer=explainer)
+    x, y, bounds = data_args(x, y, bounds)
+    return method_obj.run(ens, x, y, params, seed=seed, explainer=explainer, bounds=bounds)

@@ -12,17 +12,45 @@ DEFAULT_ATTACK_MEMORY = 1 << 30  # bytes of activations kept for one backward pa
 _RANGE_TOL = 1e-6
 
 
-def check_images(x: torch.Tensor, name: str = "x") -> None:
-    """Refuse anything but a float batch ``[B, C, H, W]`` with pixel values in [0, 1]."""
+DEFAULT_BOUNDS = (0.0, 1.0)
+
+
+def check_bounds(bounds) -> tuple[float, float]:
+    """``bounds`` as ``(lo, hi)`` floats with ``lo < hi``."""
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise BayesLRPError(f"bounds must be (low, high) pixel values; got {bounds!r}") from None
+    if not lo < hi:
+        raise BayesLRPError(f"bounds must have low < high; got ({lo}, {hi})")
+    return lo, hi
+
+
+def data_args(x, y, bounds):
+    """``(x, y, bounds)`` of an attack call: ``x`` may be a :class:`bayeslrp.data.Dataset`,
+    which gives the labels and bounds not passed explicitly; bounds default to [0, 1]."""
+    from ..data.user import Dataset
+
+    if isinstance(x, Dataset):
+        y = x.y if y is None else y
+        bounds = x.bounds if bounds is None else bounds
+        x = x.x
+    return x, y, check_bounds(DEFAULT_BOUNDS if bounds is None else bounds)
+
+
+def check_images(x: torch.Tensor, name: str = "x", bounds=DEFAULT_BOUNDS) -> None:
+    """Refuse anything but a float batch ``[B, C, H, W]`` with values within ``bounds``."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise BayesLRPError(f"{name} must be a float tensor [B, C, H, W]; got {shape}")
     if x.shape[0] == 0:
         raise BayesLRPError(f"{name} holds no images")
     lo, hi = float(x.min()), float(x.max())
-    if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
-        raise BayesLRPError(f"{name} must hold pixel values in [0, 1] (got [{lo:.3g}, {hi:.3g}]); "
-                            "attacks work in pixel space, normalisation belongs inside the model")
+    b_lo, b_hi = bounds
+    if lo < b_lo - _RANGE_TOL or hi > b_hi + _RANGE_TOL:
+        raise BayesLRPError(f"{name} must hold pixel values in [{b_lo:g}, {b_hi:g}] (got "
+                            f"[{lo:.3g}, {hi:.3g}]); attacks work in the data's pixel space, "
+                            "pass bounds= for other ranges (normalisation belongs in the model)")
 
 
 def check_labels(labels: torch.Tensor, n_images: int, name: str = "y",
@@ -50,12 +78,13 @@ def n_classes_of(ens: Ensemble, x: torch.Tensor) -> int:
         return int(ens.logits(x[:1].to(ens.device), 1).shape[-1])
 
 
-def project(x_adv: torch.Tensor, x0: torch.Tensor, eps: float | None) -> torch.Tensor:
+def project(x_adv: torch.Tensor, x0: torch.Tensor, eps: float | None,
+            bounds: tuple[float, float] = DEFAULT_BOUNDS) -> torch.Tensor:
     """Project onto the L∞ ball of radius ``eps`` around ``x0`` (``None``: no ball), then clamp
-    to the valid pixel range [0, 1]."""
+    to the valid pixel range ``bounds`` (default [0, 1])."""
     if eps is not None:
         x_adv = torch.minimum(torch.maximum(x_adv, x0 - eps), x0 + eps)
-    return x_adv.clamp(0.0, 1.0)
+    return x_adv.clamp(bounds[0], bounds[1])
 
 
 def activation_numel(ens: Ensemble, x: torch.Tensor) -> int:

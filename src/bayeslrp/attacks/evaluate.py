@@ -6,11 +6,12 @@ import torch
 from .. import metrics
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from ._common import check_images, check_labels
+from ._common import DEFAULT_BOUNDS, check_bounds, check_images, check_labels
 
 
 def evaluate(ens: Ensemble, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-             n_samples: int | None = None) -> dict[str, torch.Tensor]:
+             n_samples: int | None = None, *,
+             bounds: tuple[float, float] = DEFAULT_BOUNDS) -> dict[str, torch.Tensor]:
     """Compare the ensemble's predictive distribution on clean and attacked images.
 
     Parameters
@@ -18,7 +19,7 @@ def evaluate(ens: Ensemble, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tenso
     ens : Ensemble
         The attacked model.
     x, x_adv : Tensor
-        Clean and attacked images ``[B, C, H, W]`` in [0, 1].
+        Clean and attacked images ``[B, C, H, W]`` within ``bounds`` (default [0, 1]).
     y : Tensor
         True labels ``[B]``.
     n_samples : int, optional
@@ -34,8 +35,9 @@ def evaluate(ens: Ensemble, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tenso
         (``−log p̄_y``, the cross-entropy of the predictive mean; float64) and ``linf``
         (``‖x̃ − x‖∞``).
     """
-    check_images(x)
-    check_images(x_adv, "x_adv")
+    bounds = check_bounds(bounds)
+    check_images(x, bounds=bounds)
+    check_images(x_adv, "x_adv", bounds)
     if x_adv.shape != x.shape:
         raise BayesLRPError(f"x_adv must have the shape of x {tuple(x.shape)}; "
                             f"got {tuple(x_adv.shape)}")

@@ -25,30 +25,32 @@ from torch.nn import functional as F
 
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from ._common import (check_images, check_labels, check_positive, image_chunks, n_classes_of,
-                      project)
+from ._common import (check_images, check_labels, check_positive, data_args, image_chunks,
+                      n_classes_of, project)
 
 MODES = ("expected_gradient", "predictive", "per_sample_average")
 
 
-def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2,
+def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
          n_samples: int | None = None, mode: str = "expected_gradient",
-         targeted: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+         targeted: torch.Tensor | None = None, batch_size: int | None = None, *,
+         bounds: tuple[float, float] | None = None) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015) against an ensemble.
 
-    ``x̃ = clamp(x + eps · sign(∇x L), 0, 1)`` with ``L`` the cross-entropy of the true label
+    ``x̃ = clamp(x + eps · sign(∇x L), lo, hi)`` with ``L`` the cross-entropy of the true label
     (ensemble modes: see :mod:`bayeslrp.attacks.gradient`).
 
     Parameters
     ----------
     ens : Ensemble
         The model; its first ``n_samples`` samples are attacked.
-    x : Tensor
-        Images ``[B, C, H, W]`` in [0, 1].
+    x : Tensor or Dataset
+        Images ``[B, C, H, W]`` within ``bounds``; or a :class:`bayeslrp.data.Dataset`
+        (its labels and bounds are used unless given).
     y : Tensor
         True labels ``[B]``.
     eps : float
-        Step size = L∞ radius, in pixel units.
+        Step size = L∞ radius, in pixel units (the units of ``bounds``).
     n_samples : int, optional
         Posterior samples used (default: all).
     mode : {"expected_gradient", "predictive", "per_sample_average"}
@@ -57,6 +59,8 @@ def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2,
         Target classes ``[B]``: step down the cross-entropy of these classes instead.
     batch_size : int, optional
         Images per chunk (default: as many as fit 1 GiB of activations).
+    bounds : (float, float), optional
+        Pixel value range every point is clamped to (default [0, 1]).
 
     Returns
     -------
@@ -65,24 +69,25 @@ def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2,
     """
     return _sign_attack(ens, x, y, eps=eps, steps=1, alpha=eps, n_samples=n_samples, mode=mode,
                         random_start=False, restarts=1, targeted=targeted, seed=0,
-                        batch_size=batch_size)
+                        batch_size=batch_size, bounds=bounds)
 
 
-def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2, steps: int = 40,
-        alpha: float = 0.01, n_samples: int | None = None, mode: str = "expected_gradient",
-        random_start: bool = True, restarts: int = 1, targeted: torch.Tensor | None = None,
-        seed: int = 0, batch_size: int | None = None) -> torch.Tensor:
+def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
+        steps: int = 40, alpha: float = 0.01, n_samples: int | None = None,
+        mode: str = "expected_gradient", random_start: bool = True, restarts: int = 1,
+        targeted: torch.Tensor | None = None, seed: int = 0, batch_size: int | None = None, *,
+        bounds: tuple[float, float] | None = None) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) against an ensemble.
 
-    From a uniform random start in the ε-ball (clamped to [0, 1]), ``steps`` signed steps of size
-    ``alpha``; after each step the point is projected onto the ε-ball around ``x`` and clamped to
-    [0, 1]. With ``restarts > 1`` each image keeps the restart whose final loss is highest
+    From a uniform random start in the ε-ball (clamped to ``bounds``, default [0, 1]), ``steps``
+    signed steps of size ``alpha``; after each step the point is projected onto the ε-ball around
+    ``x`` and clamped to ``bounds``. With ``restarts > 1`` each image keeps the restart whose final loss is highest
     (lowest target-class loss when ``targeted``); in ``per_sample_average`` mode this choice is made
     per image and per sample before averaging.
 
     Parameters
     ----------
-    ens, x, y, eps, n_samples, mode, targeted, batch_size
+    ens, x, y, eps, n_samples, mode, targeted, batch_size, bounds
         As in :func:`fgsm`.
     steps : int
         Number of steps (paper: 40).
@@ -103,7 +108,7 @@ def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor, eps: float = 0.2, steps
     """
     return _sign_attack(ens, x, y, eps=eps, steps=steps, alpha=alpha, n_samples=n_samples,
                         mode=mode, random_start=random_start, restarts=restarts,
-                        targeted=targeted, seed=seed, batch_size=batch_size)
+                        targeted=targeted, seed=seed, batch_size=batch_size, bounds=bounds)
 
 
 def loss_per_image(ens: Ensemble, x: torch.Tensor, labels: torch.Tensor, n_samples: int,
@@ -147,14 +152,15 @@ def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.T
 
 
 def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start, restarts,
-                 targeted, seed, batch_size) -> torch.Tensor:
+                 targeted, seed, batch_size, bounds) -> torch.Tensor:
+    x, y, bounds = data_args(x, y, bounds)
     if mode not in MODES:
         raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; "
                             f"choose one of {', '.join(MODES)}")
     check_positive(eps=eps, alpha=alpha)
     if int(steps) < 1 or int(restarts) < 1:
         raise BayesLRPError(f"steps and restarts must be >= 1; got {steps}, {restarts}")
-    check_images(x)
+    check_images(x, bounds=bounds)
     n = ens.resolve_n(n_samples)
     device = ens.device
     x0_all = x.detach().to(device)
@@ -183,11 +189,11 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
             if per_sample:
                 start = x0.expand(n, *x0.shape)
                 if noise is not None:
-                    start = project(start + eps * noise[:, sl], x0, eps)
+                    start = project(start + eps * noise[:, sl], x0, eps, bounds)
             else:
-                start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps)
+                start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps, bounds)
             finals.append(_run_steps(ens, start, x0, labels, n, mode, direction, eps, alpha,
-                                     int(steps)))
+                                     int(steps), bounds))
         x_adv = torch.cat(finals, dim=1 if per_sample else 0)
         if restarts == 1:
             best = x_adv
@@ -206,14 +212,15 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     return best.to(x.device)
 
 
-def _run_steps(ens, x_adv, x0, labels, n, mode, direction, eps, alpha, steps) -> torch.Tensor:
+def _run_steps(ens, x_adv, x0, labels, n, mode, direction, eps, alpha, steps,
+               bounds) -> torch.Tensor:
     """Signed-gradient steps with projection and clamp; ``x_adv`` is ``[b, …]`` or ``[n, b, …]``."""
     x_adv = x_adv.detach()
     for _ in range(steps):
         x_adv.requires_grad_(True)
         loss = loss_per_image(ens, x_adv, labels, n, mode)
         (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-        x_adv = project(x_adv.detach() + (direction * alpha) * grad.sign(), x0, eps)
+        x_adv = project(x_adv.detach() + (direction * alpha) * grad.sign(), x0, eps, bounds)
     return x_adv
 
 

@@ -20,7 +20,8 @@ import torch
 from .. import metrics
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from ._common import check_images, check_labels, check_positive, image_chunks, project
+from ._common import (check_images, check_labels, check_positive, data_args, image_chunks,
+                      project)
 
 ExplainFn = Callable[..., torch.Tensor]
 _SALIENCY_GRAPH_FACTOR = 12.0  # a second-order graph holds several copies of the activations
@@ -33,11 +34,11 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
          normalize: bool = True, backtrack: int = 3, surrogate_beta: float | None = None,
          explain_fn: ExplainFn | None = None, batch_size: int | None = None,
          explainer=None, topk_mode: str = "abs", ties: str = "nonzero",
-         **explain_kwargs) -> torch.Tensor:
+         bounds: tuple[float, float] | None = None, **explain_kwargs) -> torch.Tensor:
     """Top-k attack (Ghorbani et al. 2019): push relevance out of the clean top-k pixels.
 
     Ascends ``D(x̃) = −Σ_{p ∈ Top_k(R(x))} h(R(x̃))_p`` with signed steps
-    ``x̃ ← Proj_ε(x̃ + alpha·eps·sign(∇D))``, clamped to [0, 1]. ``Top_k`` is
+    ``x̃ ← Proj_ε(x̃ + alpha·eps·sign(∇D))``, clamped to ``bounds`` ([0, 1]). ``Top_k`` is
     :func:`bayeslrp.metrics.topk_mask` (``|R|``, ties ``"nonzero"``) of the clean heatmap.
     A step that changes the predicted class (predictive mean over ``n_samples``) is not taken:
     the same direction is tried with half the step, up to ``backtrack`` times (forward passes
@@ -85,6 +86,9 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
         the samples.
     topk_mode, ties : str
         Top-k selection of the best-iterate score (:func:`bayeslrp.metrics.lrp_robustness`).
+    bounds : (float, float), optional
+        Pixel value range (default [0, 1]; a :class:`bayeslrp.data.Dataset` as ``x`` gives its
+        own); ``eps`` is in its units.
     **explain_kwargs
         Passed to ``explain_fn`` (for :func:`bayeslrp.lrp.explain`: ``target``, ``inner``,
         rule parameters such as ``epsilon``; its relevance ``seed`` option as ``lrp_seed``).
@@ -98,7 +102,7 @@ def topk(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
                      layer=layer, n_samples=n_samples, magnitude=magnitude, normalize=normalize,
                      surrogate_beta=surrogate_beta, explain_fn=explain_fn, batch_size=batch_size,
                      seed=0, region=None, backtrack=backtrack, explain_kwargs=explain_kwargs,
-                     explainer=explainer, selection=(topk_mode, ties))
+                     explainer=explainer, selection=(topk_mode, ties), bounds=bounds)
 
 
 def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
@@ -107,7 +111,8 @@ def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: f
            region_mask: torch.Tensor | None = None, magnitude: bool = True,
            normalize: bool = True, backtrack: int = 3, surrogate_beta: float | None = None,
            explain_fn: ExplainFn | None = None, batch_size: int | None = None,
-           explainer=None, **explain_kwargs) -> torch.Tensor:
+           explainer=None, bounds: tuple[float, float] | None = None,
+           **explain_kwargs) -> torch.Tensor:
     """Target-region attack (Ghorbani et al. 2019): pull relevance into a region ``A_k``.
 
     Ascends ``D(x̃) = Σ_{p ∈ A_k} h(R(x̃))_p`` with the steps, projection, clamp and label rule of
@@ -129,7 +134,8 @@ def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: f
     Tensor
         Attacked images, same shape and device as ``x``.
     """
-    check_images(x)
+    x, y, bounds = data_args(x, y, bounds)
+    check_images(x, bounds=bounds)
     if region_mask is None:
         region_mask = random_region(x.shape[0], tuple(x.shape[-2:]), k, seed)
     elif region_mask.shape != (x.shape[0], *x.shape[-2:]) or region_mask.dtype != torch.bool:
@@ -140,7 +146,7 @@ def region(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: f
                      surrogate_beta=surrogate_beta, explain_fn=explain_fn, batch_size=batch_size,
                      seed=seed, region=region_mask, backtrack=backtrack,
                      explain_kwargs=explain_kwargs, explainer=explainer,
-                     selection=("abs", "nonzero"))
+                     selection=("abs", "nonzero"), bounds=bounds)
 
 
 def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: float | None = 0.2,
@@ -148,7 +154,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
                rule: str = "epsilon", layer: int | None = None, n_samples: int | None = None, *,
                normalize: bool = False, explain_fn: ExplainFn | None = None,
                batch_size: int | None = None, explainer=None,
-               **explain_kwargs) -> torch.Tensor:
+               bounds: tuple[float, float] | None = None, **explain_kwargs) -> torch.Tensor:
     """Explanation manipulation (Dombrowski et al. 2019): make ``R(x̃)`` look like ``R(x̂)``.
 
     Minimises, per image, ``‖R_β(x̃) − R(x̂)‖² + γ‖p̄(x̃) − p̄(x)‖²`` over ``x̃`` with Adam
@@ -156,7 +162,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
     surrogate network (the gradient path; ``beta=None`` differentiates the true LRP), ``R(x̂)``
     the true heatmap of the target image and ``p̄`` the predictive mean softmax over
     ``n_samples``. After every step ``x̃`` is projected onto the ε-ball around ``x`` (``eps=None``:
-    no ball) and clamped to [0, 1]. Each image returns the iterate (the clean image included) with
+    no ball) and clamped to ``bounds`` ([0, 1]). Each image returns the iterate (the clean image included) with
     the lowest objective computed with the true heatmap (not the surrogate's), as
     :func:`topk` and :func:`region` choose theirs.
 
@@ -181,7 +187,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
         The explanation attacked.
     normalize : bool
         Compare heatmaps divided by their per-image ``Σ_p |R_p|`` instead of raw heatmaps.
-    explain_fn, batch_size, explainer, **explain_kwargs
+    explain_fn, batch_size, explainer, bounds, **explain_kwargs
         As in :func:`topk`.
 
     Returns
@@ -189,8 +195,9 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
     Tensor
         Attacked images, same shape and device as ``x``.
     """
-    check_images(x)
-    check_images(x_target, "x_target")
+    x, _, bounds = data_args(x, None, bounds)
+    check_images(x, bounds=bounds)
+    check_images(x_target, "x_target", bounds)
     if x_target.shape != x.shape:
         raise BayesLRPError(f"x_target must have the shape of x {tuple(x.shape)}; "
                             f"got {tuple(x_target.shape)}")
@@ -234,7 +241,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
             x_var.grad = grad
             optimiser.step()
             with torch.no_grad():
-                x_var.copy_(project(x_var, x0, eps))
+                x_var.copy_(project(x_var, x0, eps, bounds))
         best, _ = _keep_lower(best, best_loss, x_var.detach(),
                               true_objective(x_var, target_map, p0))
         out.append(best)
@@ -343,14 +350,14 @@ def _dissimilarity(R: torch.Tensor, mask: torch.Tensor, sign: float, magnitude: 
     return sign * (h * mask).flatten(1).sum(1)
 
 
-def _label_keeping_step(ens, n, x_t, x0, direction, step, eps, keep, backtrack):
+def _label_keeping_step(ens, n, x_t, x0, direction, step, eps, keep, backtrack, bounds):
     """Per image, the longest of the steps ``step·2^-j`` (j = 0..backtrack) along
     ``direction`` whose projected point keeps the predicted class ``keep``; no step if none does.
     Only forward passes: the gradient is not recomputed."""
     moved = torch.zeros(x_t.shape[0], dtype=torch.bool, device=x_t.device)
     out = x_t
     for j in range(backtrack + 1):
-        candidate = project(x_t + (step / 2**j) * direction, x0, eps)
+        candidate = project(x_t + (step / 2**j) * direction, x0, eps, bounds)
         ok = (ens.predict_proba(candidate, n).argmax(-1) == keep) & ~moved
         out = torch.where(ok.view(-1, 1, 1, 1), candidate, out)
         moved |= ok
@@ -370,8 +377,9 @@ def _keep_lower(best, best_score, candidate, score):
 
 def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, magnitude,
               normalize, surrogate_beta, explain_fn, batch_size, seed, region, backtrack,
-              explain_kwargs, explainer, selection) -> torch.Tensor:
-    check_images(x)
+              explain_kwargs, explainer, selection, bounds) -> torch.Tensor:
+    x, y, bounds = data_args(x, y, bounds)
+    check_images(x, bounds=bounds)
     check_positive(eps=eps, alpha=alpha, k=k, steps=steps)
     if int(backtrack) < 0:
         raise BayesLRPError(f"backtrack must be >= 0; got {backtrack}")
@@ -414,7 +422,7 @@ def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, 
             D = _dissimilarity(R, mask, sign, magnitude, normalize)
             (grad,) = torch.autograd.grad(D.sum(), x_var)
             x_t = _label_keeping_step(ens, n, x_t, x0, grad.sign(), alpha * eps, eps, keep,
-                                      int(backtrack))
+                                      int(backtrack), bounds)
         best, _ = _keep_lower(best, best_score, x_t, score(true_heatmap(x_t)))
         out.append(best)
     return torch.cat(out).to(x.device)

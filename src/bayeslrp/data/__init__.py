@@ -7,13 +7,16 @@
 Sources, in order: a user directory (``data_dir`` / ``$BAYESLRP_DATA``), the cache
 (``cache_dir`` / ``$BAYESLRP_CACHE`` / ``~/.cache/bayeslrp/data``), offline copies
 installed by packages, download from the canonical public locations. Everything is
-verified by checksum; see ``docs/data.md``.
+verified by checksum; see ``docs/data.md``. A user's own images: :func:`from_arrays`,
+:func:`from_file` (``.npz``, ``.pt``, a folder of IDX files) give a :class:`Dataset` with its
+pixel bounds, which the attacks take in place of the images.
 """
 from bayeslrp.data.api import fetch, info, load
 from bayeslrp.data.locations import ENV_CACHE, ENV_DATA, ENV_MIRROR
 from bayeslrp.data.registry import DATASETS
 from bayeslrp.data.subsets import balanced_subset
+from bayeslrp.data.user import Dataset, from_arrays, from_file
 from bayeslrp.data.verify import ChecksumMismatch, DataWarning
 
 __all__ = ["DATASETS", "load", "fetch", "info", "balanced_subset", "ChecksumMismatch", "DataWarning",
-           "ENV_DATA", "ENV_CACHE", "ENV_MIRROR"]
+           "ENV_DATA", "ENV_CACHE", "ENV_MIRROR", "Dataset", "from_arrays", "from_file"]

@@ -26,7 +26,7 @@ def _at(prefix: tuple, call, *args) -> Any:
 
 
 def _arch_updates(m: Any, data: Any) -> dict[str, Any]:
-    ds = data.dataset
+    ds = data.name
     if m.arch not in catalog.ARCHS:
         raise ConfigIssue(("arch",), f"unknown arch {m.arch!r}; use one of "
                                      f"{', '.join(catalog.ARCHS)}")
@@ -61,7 +61,7 @@ def _resolve_model(m: Any, data: Any) -> Any:
     update = _arch_updates(m, data)
     if update:
         m = m.model_copy(update=update)
-    update = MODEL_METHODS.get(m.method)().resolve(m, data.dataset)
+    update = MODEL_METHODS.get(m.method)().resolve(m, data.name)
     return m.model_copy(update=update) if update else m
 
 

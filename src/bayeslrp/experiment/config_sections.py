@@ -2,25 +2,86 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from bayeslrp import catalog
 from bayeslrp.plugins.spec import (ConfigIssue, Name, Percent, PosFloat, PosInt, StrictSpec,
                                    tuple_of, unique)
 
-__all__ = ["CompareSpec", "DataSpec", "ExplainSpec", "MetricsSpec", "RuleParams"]
+__all__ = ["CompareSpec", "DataSpec", "ExplainSpec", "MetricsSpec", "RuleParams", "UserDataSpec"]
+
+
+class UserDataSpec(StrictSpec):
+    """A user's own dataset: a train and a test file (``.npz``, ``.pt``) or IDX folder.
+
+    ``bounds`` is the pixel value range (default [0, 1]; uint8 images are mapped onto it), the
+    range every attack clamps to; ``x_key`` / ``y_key`` name the arrays in a file. Relative
+    paths are relative to the working directory. The files are read when the config is
+    checked (every problem is a config error then) and their sha256 is part of the data key.
+    """
+
+    train: str
+    test: str
+    bounds: Annotated[tuple[float, float], Field(strict=False)] = (0.0, 1.0)
+    x_key: Name = "x"
+    y_key: Name = "y"
+
+    @model_validator(mode="after")
+    def _check(self) -> "UserDataSpec":
+        from bayeslrp.errors import BayesLRPError
+
+        if not self.bounds[0] < self.bounds[1]:
+            raise ConfigIssue(("bounds",), f"must be [low, high] with low < high; got "
+                                           f"{list(self.bounds)}")
+        try:
+            self.describe()
+        except BayesLRPError as exc:  # point at the file the message names
+            key = "test" if Path(self.test).name in str(exc) and \
+                Path(self.train).name not in str(exc) else "train"
+            raise ConfigIssue((key,), str(exc)) from None
+        return self
+
+    def describe(self) -> dict:
+        """The files' facts (:func:`bayeslrp.data.user_facts.describe`; cached per file)."""
+        from bayeslrp.data.user_facts import describe
+
+        return describe(self.train, self.test, self.bounds, self.x_key, self.y_key)
+
+    def param(self) -> dict:
+        """The ``dataset`` key param of the stages that read the data."""
+        from bayeslrp.data.user_facts import dataset_param
+
+        return dataset_param(self.train, self.test, self.bounds, self.x_key, self.y_key)
+
+    def facts(self) -> catalog.DatasetFacts:
+        f = self.describe()
+        return catalog.DatasetFacts(tuple(f["shape"]), f["n_classes"], tuple(f["bounds"]),
+                                    f["train_size"], f["max_points"])
+
+    @property
+    def label(self) -> str:
+        return f"user data {Path(self.train).name}/{Path(self.test).name}"
+
+
+def _dataset_kind(value) -> str:
+    """A mapping (or spec) is a user's files; anything else must be a built-in name."""
+    return "files" if isinstance(value, (dict, UserDataSpec)) else "name"
 
 
 class DataSpec(StrictSpec):
     """Which dataset, how many attacked test points, how much training data.
 
+    ``dataset`` is a built-in name or a user's own files (:class:`UserDataSpec`).
     ``n_train`` draws a seeded random subset of the training split; it is a property of the
     data, shared by every model of the config (seeded by the config's ``seed``).
     """
 
-    dataset: Literal[tuple(catalog.DATASETS)]
+    dataset: Annotated[Union[Annotated[Literal[tuple(catalog.DATASETS)], Tag("name")],
+                             Annotated[UserDataSpec, Tag("files")]],
+                       Discriminator(_dataset_kind)]
     n_points: PosInt
     n_train: PosInt | None = None
     data_dir: str | None = None
@@ -28,30 +89,57 @@ class DataSpec(StrictSpec):
 
     @model_validator(mode="after")
     def _check(self) -> "DataSpec":
-        facts = catalog.DATASETS[self.dataset]
-        if self.n_points % 10:
-            raise ConfigIssue(("n_points",), f"must be divisible by 10 (n/10 points per class); "
-                                             f"got {self.n_points}")
+        facts = self.facts
+        per = 10 if not self.is_user else facts.n_classes
+        if self.n_points % per:
+            raise ConfigIssue(("n_points",), f"must be divisible by {per} (n/{per} points per "
+                                             f"class); got {self.n_points}")
         if self.n_points > facts.max_points:
-            raise ConfigIssue(("n_points",), f"{self.dataset} has at most {facts.max_points} "
+            raise ConfigIssue(("n_points",), f"{self.name} has at most {facts.max_points} "
                                              f"balanced test points; got {self.n_points}")
         if self.n_train is not None and self.n_train > facts.train_size:
-            raise ConfigIssue(("n_train",), f"{self.dataset} has {facts.train_size} training "
+            raise ConfigIssue(("n_train",), f"{self.name} has {facts.train_size} training "
                                             f"images; got {self.n_train}")
         if self.shape is not None and self.dataset != "synthetic":
             raise ConfigIssue(("shape",), f"only the synthetic dataset takes a shape; "
-                                          f"{self.dataset} is {facts.shape}")
+                                          f"{self.name} is {facts.shape}")
         return self
+
+    @property
+    def is_user(self) -> bool:
+        """Whether the dataset is a user's own files."""
+        return isinstance(self.dataset, UserDataSpec)
+
+    @property
+    def name(self) -> str:
+        """The dataset's name (built-in) or a label of the user's files, for messages."""
+        return self.dataset.label if self.is_user else self.dataset
+
+    @property
+    def facts(self) -> catalog.DatasetFacts:
+        """Shape, classes, bounds, sizes of the dataset."""
+        return self.dataset.facts() if self.is_user else catalog.DATASETS[self.dataset]
+
+    @property
+    def param(self):
+        """The ``dataset`` key param of the data-reading stages: the built-in name, or the
+        user's files with their sha256 (:meth:`UserDataSpec.param`)."""
+        return self.dataset.param() if self.is_user else self.dataset
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Pixel value range of the images."""
+        return tuple(self.facts.bounds)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the dataset's images."""
-        return self.shape if self.shape is not None else catalog.DATASETS[self.dataset].shape
+        return self.shape if self.shape is not None else tuple(self.facts.shape)
 
     @property
     def train_size(self) -> int:
         """Training images the models see (``n_train`` or the whole split)."""
-        return self.n_train or catalog.DATASETS[self.dataset].train_size
+        return self.n_train or self.facts.train_size
 
 
 class RuleParams(StrictSpec):

@@ -113,6 +113,9 @@ def _format_path(loc: tuple, data: Any) -> str:
         last = pos == len(loc) - 1
         if isinstance(cur, dict) and not last and cur.get("method") == el:
             continue  # the discriminator tag pydantic puts into the loc of a union member
+        if pos and loc[pos - 1] == "dataset" and el in ("name", "files") and not (
+                isinstance(cur, dict) and el in cur):
+            continue  # the tag of data.dataset's union (a built-in name or a user's files)
         if isinstance(el, int):
             parts.append(f"[{el}]")
             cur = cur[el] if isinstance(cur, list) and -len(cur) <= el < len(cur) else None

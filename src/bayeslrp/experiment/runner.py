@@ -187,7 +187,7 @@ def plan_run(config: Any, run_dir: str | os.PathLike, device: str | None = None,
         if problem is not None:
             if not skip_unavailable:
                 raise BayesLRPError(problem)
-            skipped.append(f"{cfg.name} ({cfg.data.dataset}): {problem}")
+            skipped.append(f"{cfg.name} ({cfg.data.name}): {problem}")
             continue
         if local_device:
             dev = resolve_device(cfg.device)

@@ -29,7 +29,8 @@ import torch
 
 from ..errors import BayesLRPError
 from ..lrp import targets as tg
-from ..lrp.layers import Context, compile_network
+from ..lrp.handlers import compile_network
+from ..lrp.layers import Context
 from ..lrp.rules import Epsilon
 from ..lrp.stack import ParamStack
 

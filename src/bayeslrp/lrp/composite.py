@@ -2,7 +2,8 @@
 
 A :class:`Composite` maps *selectors* to rules: a learnable-layer index (the Sequential
 position, e.g. ``3``), ``"input"`` (the first affine layer, the one reading the pixels),
-``"conv"`` (every Conv2d), ``"dense"`` (every Linear) and ``"default"`` (everything else). The
+``"conv"`` (every Conv2d, and a BatchNorm2d with no layer to fold into), ``"dense"`` (every
+Linear, and such a BatchNorm1d) and ``"default"`` (everything else). The
 most specific selector wins: index, then ``input``, then ``conv`` / ``dense``, then
 ``default``. :meth:`Composite.bind` resolves the map for a compiled network before the
 relevance walk; each affine node then asks for its rule by its ``state_dict`` prefix.
@@ -25,7 +26,7 @@ def _affine_nodes(nodes) -> list:
     for node in nodes:
         if hasattr(node, "conv1") and hasattr(node, "conv2"):  # a residual block
             out += [node.conv1, node.conv2]
-        elif hasattr(node, "is_conv") and hasattr(node, "prefix"):
+        elif hasattr(node, "kind") and hasattr(node, "prefix"):  # Linear, Conv2d, BatchNorm
             out.append(node)
     return out
 
@@ -75,7 +76,7 @@ class Composite(Rule):
                                     f"the explained network; choose from {sorted(learnable)}")
         by_prefix = {}
         for i, node in enumerate(affine):
-            kind = "conv" if node.is_conv else "dense"
+            kind = node.kind  # "conv" / "dense" (a standalone BatchNorm2d / 1d counts as one)
             for selector in (node.first, "input" if i == 0 else None, kind, "default"):
                 if selector is not None and selector in table:
                     by_prefix[node.prefix] = table[selector]

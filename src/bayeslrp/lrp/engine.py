@@ -22,8 +22,9 @@ from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from . import targets as tg
 from .bayes import MeanStd
-from .layers import (Activation, Block, Context, Dense, Flatten, Node, Normalize, Passthrough,
-                     compile_network)
+from .handlers import compile_network
+from .layers import Activation, Context, Dense, Flatten, Node, Normalize, Passthrough
+from .residual import Block
 from .rules import Rule, is_shared, make_rule
 from .stack import ParamStack, as_stack
 
@@ -54,7 +55,7 @@ def device_limits(device: torch.device, budget: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- model and job
 def _model_params(model, n_samples):
     """(network, params ``name -> [n, ...]``, n) of an Ensemble, a ParamStack or a single
-    nn.Sequential."""
+    network (any nn.Module LRP can walk, :mod:`~bayeslrp.lrp.handlers`)."""
     if isinstance(model, ParamStack):
         stack = as_stack(model, n_samples)
         return stack.module, dict(stack.params), stack.n
@@ -63,15 +64,12 @@ def _model_params(model, n_samples):
         params = {k: v[:n] for k, v in model.params.items()}
         return model.module, params, n
     if isinstance(model, nn.Module):
-        if not isinstance(model, nn.Sequential):
-            raise BayesLRPError(f"LRP needs an nn.Sequential network (got "
-                                f"{type(model).__name__}); build it with bayeslrp.nets.build")
         if n_samples not in (None, 1):
             raise BayesLRPError(f"a single network has one sample; n_samples={n_samples} is not "
                                 "available (wrap several networks in bl.Ensemble.from_modules)")
         params = {k: v.detach().unsqueeze(0) for k, v in model.state_dict().items()}
         return model, params, 1
-    raise BayesLRPError(f"explain needs a bayeslrp Ensemble or an nn.Sequential, not "
+    raise BayesLRPError(f"explain needs a bayeslrp Ensemble or an nn.Module, not "
                         f"{type(model).__name__}")
 
 
@@ -79,7 +77,7 @@ def _model_params(model, n_samples):
 class _Job:
     """One explain call with its options resolved and validated."""
 
-    net: nn.Sequential
+    net: nn.Module
     nodes: list[Node]
     cut: tg.LayerCut
     params: dict[str, torch.Tensor]

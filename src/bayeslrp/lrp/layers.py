@@ -1,19 +1,19 @@
 """Per-module forward record and relevance propagation (SPEC §4 "layer handling").
 
-:func:`compile_network` turns an ``nn.Sequential`` into a list of nodes. Each node runs its
-module's forward pass on ``[s, B, ...]`` activations with per-sample parameters (from the chunk's
-parameter dict, keyed by the module's ``state_dict`` names) and returns a record; its
-``relevance`` method maps the relevance of its output to the relevance of its input.
+Each node runs its module's forward pass on ``[s, B, ...]`` activations with per-sample
+parameters (from the chunk's parameter dict, keyed by the module's ``state_dict`` names) and
+returns a record; its ``relevance`` method maps the relevance of its output to the relevance of
+its input. Which node serves which module: :mod:`~bayeslrp.lrp.handlers`.
 
 - ``Linear`` / ``Conv2d`` (any stride, padding, dilation; groups = 1): the rule. A
-  ``BatchNorm2d`` right after a ``Conv2d`` is folded into it (eval-mode running statistics).
-- ``ReLU`` / ``LeakyReLU`` / ``Softplus`` / ``Flatten`` / ``Identity`` / ``Dropout`` /
-  ``Normalize``: relevance passes unchanged (reshaped back for ``Flatten``).
-- ``MaxPool2d``: winner-take-all, relevance goes to the input that won the max (overlapping
-  windows accumulate).
-- ``AvgPool2d`` / ``AdaptiveAvgPool2d``: proportional, ``R_j = Σ_k a_j w_jk / z_k R_k``.
-- ``BasicBlock`` (``bayeslrp.nets``): the residual add splits relevance in proportion to the
-  main-path and shortcut summands; each path is then explained by its own layers.
+  ``BatchNorm1d`` right after a ``Linear`` or a ``BatchNorm2d`` right after a ``Conv2d`` is
+  folded into it (eval-mode running statistics).
+- A ``BatchNorm1d`` / ``BatchNorm2d`` not preceded by its layer: a per-feature / per-channel
+  affine map under the rule (:class:`BatchNormAffine`).
+- Activations (ReLU, LeakyReLU, Softplus, ELU, GELU, SiLU, Tanh, Sigmoid), ``Flatten``,
+  ``Identity``, ``Dropout``, ``Normalize``: relevance passes unchanged (reshaped back for
+  ``Flatten``).
+- Pooling: :mod:`~bayeslrp.lrp.pooling`; residual blocks: :mod:`~bayeslrp.lrp.residual`.
 """
 from __future__ import annotations
 
@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import nets
 from ..errors import BayesLRPError
-from .maps import (CHANNELS_LAST, ConvMap, LinearMap, SummedMap, flatten_features, from_grouped,
-                   grouped_channels_last, grouped_weight, to_grouped)
-from .rules import Rule, elementwise, is_shared, stabilize
+from .maps import ConvMap, DiagonalMap, LinearMap, SummedMap, flatten_features, grouped_weight
+from .rules import Rule, elementwise, is_shared
 
 
 @dataclass
@@ -71,11 +69,28 @@ def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
     return _pair(conv.padding)
 
 
+def _check_running_stats(bn: nn.Module, where: str) -> None:
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise BayesLRPError(f"{bn} at position {where}: BatchNorm without running "
+                            "statistics cannot be explained by LRP")
+
+
+def batchnorm_affine(p: dict, prefix: str, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``(scale, shift)`` ``[s, C]`` of an eval-mode BatchNorm: ``scale·x + shift``."""
+    scale = torch.rsqrt(p[f"{prefix}.running_var"] + bn.eps)
+    if bn.affine:
+        scale = scale * p[f"{prefix}.weight"]
+    shift = -p[f"{prefix}.running_mean"] * scale
+    if bn.affine:
+        shift = shift + p[f"{prefix}.bias"]
+    return scale, shift
+
+
 class Dense(Node):
-    """Linear or Conv2d (optionally with the following BatchNorm2d folded in)."""
+    """Linear or Conv2d (optionally with the following BatchNorm folded in)."""
 
     def __init__(self, module: nn.Module, prefix: str, position: int,
-                 bn: nn.BatchNorm2d | None = None, bn_prefix: str | None = None,
+                 bn: nn.Module | None = None, bn_prefix: str | None = None,
                  last: int | None = None):
         if isinstance(module, nn.Conv2d):
             if module.groups != 1:
@@ -86,13 +101,12 @@ class Dense(Node):
                                     f"{module.padding_mode!r} is not supported by LRP (use zeros)")
             self.geometry = (_pair(module.stride), _conv_padding(module), _pair(module.dilation))
         if bn is not None:
-            if not bn.track_running_stats or bn.running_mean is None:
-                raise BayesLRPError(f"{bn} at position {bn_prefix}: BatchNorm without running "
-                                    "statistics cannot be folded for LRP")
+            _check_running_stats(bn, bn_prefix)
         self.module, self.prefix, self.bn, self.bn_prefix = module, prefix, bn, bn_prefix
         self.first = position
         self.last = position if last is None else last
         self.is_conv = isinstance(module, nn.Conv2d)
+        self.kind = "conv" if self.is_conv else "dense"
 
     def weights(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(weight, bias) of this chunk's samples, BatchNorm folded, convolutions in the
@@ -111,16 +125,10 @@ class Dense(Node):
         bias = p.get(f"{self.prefix}.bias") if self.module.bias is not None else None
         if self.bn is None:
             return weight, bias
-        q = self.bn_prefix
-        scale = torch.rsqrt(p[f"{q}.running_var"] + self.bn.eps)
-        if self.bn.affine:
-            scale = scale * p[f"{q}.weight"]
-        shift = -p[f"{q}.running_mean"] * scale
+        scale, shift = batchnorm_affine(p, self.bn_prefix, self.bn)
         if bias is not None:
             shift = shift + bias * scale
-        if self.bn.affine:
-            shift = shift + p[f"{q}.bias"]
-        return weight * scale[:, :, None, None, None], shift
+        return weight * scale.reshape(*scale.shape, *([1] * (weight.dim() - 2))), shift
 
     def affine_map(self, a: torch.Tensor):
         if self.is_conv:
@@ -154,28 +162,42 @@ class Dense(Node):
         return rule.relevance(amap, a, z, weight, bias, r)
 
 
+#: Element-wise activations other than ReLU / LeakyReLU, as functions of the module.
+_SMOOTH = {
+    nn.Softplus: lambda m: (lambda t: F.softplus(t, m.beta, m.threshold)),
+    nn.ELU: lambda m: (lambda t: F.elu(t, m.alpha)),
+    nn.GELU: lambda m: (lambda t: F.gelu(t, approximate=m.approximate)),
+    nn.SiLU: lambda m: F.silu,
+    nn.Tanh: lambda m: torch.tanh,
+    nn.Sigmoid: lambda m: torch.sigmoid,
+}
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, *_SMOOTH)
+
+
 class Activation(Node):
-    """ReLU / LeakyReLU / Softplus; relevance passes through unchanged.
+    """An element-wise activation (:data:`ACTIVATIONS`); relevance passes through unchanged.
 
     With ``surrogate_beta`` β, ReLU runs as ``softplus_β`` and LeakyReLU(slope) as
     ``slope·x + (1 − slope)·softplus_β(x)`` (Dombrowski et al.), so the explanation is smooth
-    in the input.
+    in the input; the other activations are smooth already and run as they are.
     """
 
     def __init__(self, module: nn.Module, position: int):
         self.module, self.first, self.last = module, position, position
+        self.smooth = None
         if isinstance(module, nn.LeakyReLU):
             self.slope = float(module.negative_slope)
         elif isinstance(module, nn.ReLU):
             self.slope = 0.0
         else:
-            self.slope = None  # Softplus
+            self.slope = None
+            self.smooth = next(make(module) for kind, make in _SMOOTH.items()
+                               if isinstance(module, kind))
 
     def forward(self, a, ctx):
         beta = None if ctx.true_activations else ctx.surrogate_beta
-        m = self.module
         if self.slope is None:
-            fn = lambda t: F.softplus(t, m.beta, m.threshold)  # noqa: E731
+            fn = self.smooth
         elif beta is not None:
             slope = self.slope
             if slope == 0.0:
@@ -236,238 +258,31 @@ class Normalize(Node):
         return r
 
 
-class MaxPool(Node):
-    """Winner-take-all: each output's relevance goes to the input position that was its max."""
+class BatchNormAffine(Node):
+    """A BatchNorm with no layer to fold into: ``y = scale·x + shift`` per feature / channel,
+    explained by the rule as an affine layer with a diagonal weight."""
 
-    def __init__(self, module: nn.MaxPool2d, position: int):
-        self.module, self.first, self.last = module, position, position
+    def __init__(self, module: nn.Module, prefix: str, position: int):
+        _check_running_stats(module, prefix)
+        self.module, self.prefix, self.first, self.last = module, prefix, position, position
+        # composites select it as a convolution (BatchNorm2d) or a dense layer (BatchNorm1d)
+        self.is_conv = False
+        self.kind = "conv" if isinstance(module, nn.BatchNorm2d) else "dense"
 
-    def forward(self, a, ctx):
-        m, s = self.module, a.shape[0]
-        if a.dim() != 5:
-            raise BayesLRPError(f"{m} at position {self.first} needs image-shaped inputs")
-        shared = is_shared(a)
-        x = a[0] if shared else grouped_channels_last(a)
-        out, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
-                                ceil_mode=m.ceil_mode, return_indices=True)
-        if shared:
-            return out.unsqueeze(0).expand(s, *out.shape), (idx, a.shape, True)
-        return from_grouped(out, s), (idx, a.shape, False)
-
-    def relevance(self, r, record, ctx):
-        idx, in_shape, shared = record
-        s, b, c, h, w = in_shape
-        m = self.module
-        if shared:
-            idx = idx.repeat(1, s, 1, 1)
-        channels_last = (idx.is_contiguous(memory_format=CHANNELS_LAST)
-                         and not idx.is_contiguous())
-        fmt = CHANNELS_LAST if channels_last else torch.contiguous_format
-        grad = grouped_channels_last(r) if channels_last else to_grouped(r).contiguous()
-        # routing each output's relevance to its recorded winner (accumulating where windows
-        # overlap) is exactly max-pooling's backward; it is differentiable in `r`. The input
-        # argument only conveys the input's size and memory layout.
-        like = torch.empty((b, s * c, h, w), dtype=r.dtype, device=r.device, memory_format=fmt)
-        out = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, like, _pair(m.kernel_size),
-            _pair(m.stride if m.stride is not None else m.kernel_size), _pair(m.padding),
-            _pair(m.dilation), m.ceil_mode, idx)
-        return from_grouped(out, s)
-
-
-class AvgPool(Node):
-    """AvgPool2d / AdaptiveAvgPool2d: relevance in proportion to each input's share."""
-
-    def __init__(self, module: nn.Module, position: int):
-        self.module, self.first, self.last = module, position, position
-
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
+    def weights(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prefix not in ctx.cache:
+            ctx.cache[self.prefix] = batchnorm_affine(ctx.params, self.prefix, self.module)
+        return ctx.cache[self.prefix]
 
     def forward(self, a, ctx):
-        s = a.shape[0]
-        if a.dim() != 5:
-            raise BayesLRPError(f"{self.module} at position {self.first} needs image-shaped inputs")
-        if is_shared(a):
-            out = self._pool(a[0])
-            z = out.unsqueeze(0).expand(s, *out.shape)
-        else:
-            z = from_grouped(self._pool(to_grouped(a)), s)
-        return z, (a, z)
+        scale, shift = self.weights(ctx)
+        if a.shape[2] != scale.shape[-1]:
+            raise BayesLRPError(f"{self.module} at position {self.prefix} got {a.shape[2]} "
+                                f"features / channels, expected {scale.shape[-1]}")
+        amap = DiagonalMap(a.dim())
+        z = amap.forward(a, scale, shift)
+        return z, (a, z, scale, shift, amap)
 
     def relevance(self, r, record, ctx):
-        a, z = record
-        s = a.shape[0]
-        ratio = to_grouped(r / stabilize(z, ctx.rule.stabilizer))
-        if isinstance(self.module, nn.AdaptiveAvgPool2d):
-            return a * from_grouped(adaptive_avg_pool_transpose(ratio, a.shape[-2:]), s)
-        # the pool is linear: its transpose applied to `ratio` is its vector-Jacobian product
-        # (avg_pool2d's CUDA backward is deterministic)
-        with torch.enable_grad():
-            probe = torch.zeros(ratio.shape[0], ratio.shape[1], *a.shape[-2:], dtype=ratio.dtype,
-                                device=ratio.device, requires_grad=True)
-            (c,) = torch.autograd.grad(self._pool(probe), probe, ratio,
-                                       create_graph=ratio.requires_grad)
-        return a * from_grouped(c, s)
-
-
-def adaptive_avg_pool_transpose(ratio: torch.Tensor, size) -> torch.Tensor:
-    """The transpose of adaptive average pooling to ``size`` (H, W) applied to ``ratio``.
-
-    Written out rather than taken from autograd: adaptive pooling's CUDA backward has no
-    deterministic kernel. Output 1 x 1 (ResNet-20) is ``ratio / (H·W)`` spread over the input,
-    the same bits as the CPU backward; other sizes use the separable window-averaging matrices
-    ``P_h``, ``P_w`` (window ``i`` of ``n`` inputs to ``o`` outputs covers
-    ``floor(i·n/o) .. ceil((i+1)·n/o)``): ``c = P_hᵀ · ratio · P_w``.
-    """
-    h, w = (int(v) for v in size)
-    oh, ow = ratio.shape[-2:]
-    if (oh, ow) == (1, 1):
-        return (ratio / (h * w)).expand(*ratio.shape[:-2], h, w)
-    ph, pw = _window_matrix(h, oh, ratio), _window_matrix(w, ow, ratio)
-    return torch.einsum("ih,...ij,jw->...hw", ph, ratio, pw)
-
-
-def _window_matrix(n: int, o: int, like: torch.Tensor) -> torch.Tensor:
-    starts = [(i * n) // o for i in range(o)]
-    ends = [-(-((i + 1) * n) // o) for i in range(o)]
-    m = torch.zeros(o, n, dtype=like.dtype, device=like.device)
-    for i, (lo, hi) in enumerate(zip(starts, ends)):
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
-
-
-class ChannelPadShortcut(Node):
-    """Option-A shortcut: stride subsampling and zero channel padding (a selection)."""
-
-    def __init__(self, module: nets.ChannelPadShortcut, position: int):
-        self.module, self.first, self.last = module, position, position
-
-    def forward(self, a, ctx):
-        st, pad = self.module.stride, self.module.pad
-        out = a[..., ::st, ::st] if st != 1 else a
-        if pad:
-            out = F.pad(out, (0, 0, 0, 0, pad // 2, pad // 2))
-        return out, a.shape
-
-    def relevance(self, r, record, ctx):
-        st, pad = self.module.stride, self.module.pad
-        c_in = record[2]
-        sel = r[:, :, pad // 2: pad // 2 + c_in]
-        if st == 1:
-            return sel
-        out = r.new_zeros(record)
-        out[..., ::st, ::st] = sel
-        return out
-
-
-class Block(Node):
-    """``BasicBlock``: ``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``."""
-
-    def __init__(self, block: nets.BasicBlock, position: int):
-        p = str(position)
-        self.first = self.last = position
-        self.conv1 = Dense(_check_conv(block.conv1, f"{p}.conv1"), f"{p}.conv1", position,
-                           _check_bn(block.bn1, f"{p}.bn1"), f"{p}.bn1")
-        self.act1 = Activation(_check_act(block.relu1, f"{p}.relu1"), position)
-        self.conv2 = Dense(_check_conv(block.conv2, f"{p}.conv2"), f"{p}.conv2", position,
-                           _check_bn(block.bn2, f"{p}.bn2"), f"{p}.bn2")
-        self.act2 = Activation(_check_act(block.relu2, f"{p}.relu2"), position)
-        sc = block.shortcut
-        if isinstance(sc, nn.Identity):
-            self.shortcut: Node = Passthrough(position)
-        elif isinstance(sc, nets.ChannelPadShortcut):
-            self.shortcut = ChannelPadShortcut(sc, position)
-        else:
-            raise BayesLRPError(f"unsupported module {type(sc).__name__} at position {p}.shortcut "
-                                "for LRP; supported shortcuts: Identity, ChannelPadShortcut")
-
-    def forward(self, a, ctx):
-        z1, rec1 = self.conv1.forward(a, ctx)
-        h1, _ = self.act1.forward(z1, ctx)
-        main, rec2 = self.conv2.forward(h1, ctx)
-        short, rec_sc = self.shortcut.forward(a, ctx)
-        total = main + short
-        out, _ = self.act2.forward(total, ctx)
-        return out, (rec1, rec2, rec_sc, main, short)
-
-    def relevance(self, r, record, ctx):
-        rec1, rec2, rec_sc, main, short = record
-        r_main, r_short = ctx.rule.proportional([main, short], r)
-        r_a = self.conv1.relevance(self.conv2.relevance(r_main, rec2, ctx), rec1, ctx)
-        return r_a + self.shortcut.relevance(r_short, rec_sc, ctx)
-
-
-def _check_conv(m: nn.Module, where: str) -> nn.Conv2d:
-    if not isinstance(m, nn.Conv2d):
-        raise BayesLRPError(f"unsupported module {type(m).__name__} at position {where} for LRP")
-    return m
-
-
-def _check_bn(m: nn.Module, where: str) -> nn.BatchNorm2d | None:
-    if isinstance(m, nn.Identity):
-        return None
-    if not isinstance(m, nn.BatchNorm2d):
-        raise BayesLRPError(f"unsupported module {type(m).__name__} at position {where} for LRP")
-    return m
-
-
-def _check_act(m: nn.Module, where: str) -> nn.Module:
-    if not isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Softplus)):
-        raise BayesLRPError(f"unsupported module {type(m).__name__} at position {where} for LRP")
-    return m
-
-
-ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Softplus)
-SUPPORTED = ("Linear, Conv2d, BatchNorm2d (after Conv2d), ReLU, LeakyReLU, Softplus, Flatten, "
-             "Identity, Dropout, Normalize, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BasicBlock")
-
-
-def compile_network(net: nn.Module, stop: int | None = None) -> list[Node]:
-    """Nodes for the Sequential positions ``0..stop`` (all when ``stop`` is None).
-
-    Raises
-    ------
-    BayesLRPError
-        For a module LRP cannot explain, naming it and its position.
-    """
-    if not isinstance(net, nn.Sequential):
-        raise BayesLRPError(f"LRP needs an nn.Sequential network (got {type(net).__name__}); "
-                            "build it with bayeslrp.nets.build")
-    modules = list(net)
-    stop = len(modules) - 1 if stop is None else stop
-    nodes: list[Node] = []
-    i = 0
-    while i <= stop:
-        m, p = modules[i], str(i)
-        if isinstance(m, nn.Conv2d):
-            nxt = modules[i + 1] if i + 1 < len(modules) else None
-            if isinstance(nxt, nn.BatchNorm2d):
-                nodes.append(Dense(m, p, i, nxt, str(i + 1), last=i + 1))
-                i += 2
-                continue
-            nodes.append(Dense(m, p, i))
-        elif isinstance(m, nn.Linear):
-            nodes.append(Dense(m, p, i))
-        elif isinstance(m, ACTIVATIONS):
-            nodes.append(Activation(m, i))
-        elif isinstance(m, nn.Flatten):
-            nodes.append(Flatten(m, i))
-        elif isinstance(m, (nn.Identity, nn.Dropout)):
-            nodes.append(Passthrough(i))
-        elif isinstance(m, nets.Normalize):
-            nodes.append(Normalize(p, i))
-        elif isinstance(m, nn.MaxPool2d):
-            nodes.append(MaxPool(m, i))
-        elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            nodes.append(AvgPool(m, i))
-        elif isinstance(m, nets.BasicBlock):
-            nodes.append(Block(m, i))
-        elif isinstance(m, nn.BatchNorm2d):
-            raise BayesLRPError(f"BatchNorm2d at position {i} does not directly follow a Conv2d, "
-                                "so it cannot be folded for LRP")
-        else:
-            raise BayesLRPError(f"unsupported module {type(m).__name__} at position {i} for LRP; "
-                                f"supported: {SUPPORTED}")
-        i += 1
-    return nodes
+        a, z, scale, shift, amap = record
+        return ctx.rule.rule_for(self.prefix).relevance(amap, a, z, scale, shift, r)

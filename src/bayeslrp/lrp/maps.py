@@ -200,3 +200,23 @@ class SummedMap:
 
     def backward(self, s, weight):
         return self.inner.backward_sum(s, weight)
+
+
+class DiagonalMap:
+    """``z = a·w + b`` per feature (``[s,B,F]``) or channel (``[s,B,C,H,W]``) with
+    ``w``, ``b`` of shape ``[s, C]``: a standalone BatchNorm. Its transpose is ``s·w``."""
+
+    single_seed = False
+
+    def __init__(self, ndim: int):
+        self.ndim = ndim
+
+    def _view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], 1, t.shape[1], *([1] * (self.ndim - 3)))
+
+    def forward(self, a, weight, bias):
+        z = a * self._view(weight)
+        return z if bias is None else z + self._view(bias)
+
+    def backward(self, s, weight):
+        return s * self._view(weight)

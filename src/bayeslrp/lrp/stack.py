@@ -19,7 +19,7 @@ __all__ = ["ParamStack", "as_stack"]
 
 @dataclass(frozen=True)
 class ParamStack:
-    """``module`` (the architecture, an ``nn.Sequential``) and ``params``: its ``state_dict``
+    """``module`` (the architecture, an ``nn.Module``) and ``params``: its ``state_dict``
     names mapped to tensors with a leading sample axis ``[n, ...]``."""
 
     module: nn.Module
@@ -62,13 +62,10 @@ def as_stack(model, n_samples: int | None = None) -> ParamStack:
         n = model.resolve_n(n_samples)
         return ParamStack(model.module, {k: v[:n] for k, v in model.params.items()})
     if isinstance(model, nn.Module):
-        if not isinstance(model, nn.Sequential):
-            raise BayesLRPError(f"explainers need an nn.Sequential network (got "
-                                f"{type(model).__name__}); build it with bayeslrp.nets.build")
         if n_samples not in (None, 1):
             raise BayesLRPError(f"a single network has one sample; n_samples={n_samples} is not "
                                 "available (wrap several networks in bl.Ensemble.from_modules)")
         return ParamStack(model, {k: v.detach().unsqueeze(0)
                                   for k, v in model.state_dict().items()})
-    raise BayesLRPError(f"explain needs a bayeslrp Ensemble or an nn.Sequential, not "
+    raise BayesLRPError(f"explain needs a bayeslrp Ensemble or an nn.Module, not "
                         f"{type(model).__name__}")

@@ -5,7 +5,9 @@
   "predictive"``), or each sample's own argmax (``"per_sample_argmax"``), or the ``target``
   given. Seed: that class's logit (``seed="logit"``) or 1 (``seed="one"``).
 - Inner layer ``l``: the network truncated after the activation that follows learnable layer
-  ``l`` (for a residual block: after the block, whose last module is its activation). Linear:
+  ``l`` (and its folded BatchNorm; Dropout / Identity in between are skipped); for a residual
+  block: after the block, whose last module is its activation. A layer no activation follows
+  is cut right after itself (its BatchNorm included). Linear:
   seed at the unit with the largest activation; Conv: at the channel with the largest sum of
   activations over positions, every position of that channel seeded with its own activation.
   The unit / channel is chosen per posterior sample on that sample's own activations.
@@ -26,10 +28,6 @@ from ..errors import BayesLRPError
 SEEDS = ("logit", "one")
 TARGET_MODES = ("predictive", "per_sample_argmax")
 INNER_MODES = ("max", "all")
-_FOLLOWERS = (nn.BatchNorm2d,)
-_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Softplus)
-
-
 @dataclass(frozen=True)
 class LayerCut:
     """``layer``: the learnable index asked for; ``stop``: last Sequential position run."""
@@ -39,28 +37,51 @@ class LayerCut:
     is_output: bool
 
 
-def resolve_layer(net: nn.Sequential, layer: int | None) -> LayerCut:
-    """Where to cut the network for an explanation of learnable layer ``layer``."""
-    learnable = nets.learnable_layers(net)
+def resolve_layer(net: nn.Module, layer: int | str | None) -> LayerCut:
+    """Where to cut the network for an explanation of learnable layer ``layer`` (a position
+    of the network's chain, or the name of the module there, e.g. ``"features.0"``)."""
+    from .handlers import check_entries, kind_at, learnable_positions, network_entries
+
+    entries = network_entries(net)
+    learnable = learnable_positions(entries)
     if not learnable:
-        raise BayesLRPError("the network has no learnable (Linear / Conv2d / BasicBlock) layer")
+        check_entries(entries)  # an unsupported module is the likelier cause: name it
+        raise BayesLRPError("the network has no learnable (Linear / Conv2d / BatchNorm / "
+                            "BasicBlock) layer")
+    names = {e.name: i for i, e in enumerate(entries)}
+    if isinstance(layer, str) and layer in names:
+        layer = names[layer]
     last = learnable[-1]
-    if layer is None or int(layer) == last:
-        return LayerCut(last, last, True)
-    layer = int(layer)
+    try:
+        layer = None if layer is None else int(layer)
+    except (TypeError, ValueError):
+        raise BayesLRPError(f"layer={layer!r} is not a learnable layer of this network; choose "
+                            f"one of {learnable} (or a module name)") from None
+    end = _layer_end(entries, last if layer is None else layer)
+    if layer is None or layer == last:
+        return LayerCut(last, end, True)
     if layer not in learnable:
         raise BayesLRPError(f"layer={layer} is not a learnable layer of this network; "
                             f"choose one of {learnable}")
-    modules = list(net)
-    if isinstance(modules[layer], nets.BasicBlock):
+    if isinstance(entries[layer].module, nets.BasicBlock):
         return LayerCut(layer, layer, False)
-    for j in range(layer + 1, len(modules)):
-        if isinstance(modules[j], _ACTIVATIONS):
-            return LayerCut(layer, j, False)
-        if not isinstance(modules[j], _FOLLOWERS):
-            break
-    raise BayesLRPError(f"learnable layer {layer} is not followed by an activation "
-                        "(ReLU / LeakyReLU / Softplus), so it has no inner-layer explanation")
+    j = end + 1
+    while j < len(entries) and isinstance(entries[j].module, _SKIPPED):
+        j += 1
+    if j < len(entries) and kind_at(entries, j) == "activation":
+        return LayerCut(layer, j, False)
+    return LayerCut(layer, end, False)  # no activation follows: its own output is seeded
+
+
+#: Modules between a layer and its activation that do not change the values (eval mode).
+_SKIPPED = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
+
+
+def _layer_end(entries, i: int) -> int:
+    """Last position of learnable layer ``i``: the BatchNorm folded into it, if any."""
+    from .handlers import _folds_into
+
+    return i + 1 if i + 1 < len(entries) and _folds_into(entries, i + 1) else i
 
 
 def validate_options(seed: str, target_mode: str, inner: str) -> None:

@@ -49,9 +49,14 @@ def normalised_topk(maps: Sequence[np.ndarray], k: float = FIGURE_K) -> list[np.
 
 
 def _show_image(ax, image: np.ndarray) -> None:
-    """Show a ``[C, H, W]`` image in [0, 1] (grey for one channel, RGB for three)."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    """Show a ``[C, H, W]`` image: grey for one channel (or the channel mean for two), RGB
+    for three or more (the first three). Values in [0, 1] are shown as they are; an image of
+    other pixel bounds (a user's dataset, e.g. [-1, 1]) is stretched from its own range."""
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0 or hi > 1:
+        image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    if image.shape[0] in (1, 2):
+        ax.imshow(image.mean(0), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(np.clip(np.moveaxis(image[:3], 0, -1), 0, 1), interpolation="nearest")
     _bare(ax)

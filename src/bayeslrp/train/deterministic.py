@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from ..ensemble import Ensemble
-from .loop import fit
+from .loop import fit, training_arrays
 from .options import TrainOptions
 
 
-def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 15,
+def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs: int = 15,
                   lr: float = 1e-3, batch_size: int = 128, seed: int = 0, progress: bool = True,
                   device: str | torch.device | None = None,
                   options: TrainOptions | None = None) -> Ensemble:
@@ -20,7 +20,8 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     net : nn.Module
         A network from :func:`bayeslrp.nets.build` (its initial weights are the start).
     x, y : Tensor
-        Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``.
+        Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``; or a
+        :class:`bayeslrp.data.Dataset` as ``x`` (its labels unless ``y`` is given).
     epochs, lr, batch_size : int, float, int
         Paper defaults: 15 epochs (fc2; conv uses 5 on MNIST, 10 on Fashion-MNIST), 1e-3, 128.
     seed : int
@@ -32,6 +33,7 @@ def deterministic(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     options : TrainOptions, optional
         Optimiser, learning-rate steps and augmentation (default: Adam, constant, none).
     """
+    x, y = training_arrays(x, y)
     model, history = fit(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          progress=progress, description="train det", device=device,
                          options=options)

@@ -20,7 +20,7 @@ from ..errors import BayesLRPError
 from ..mcmc.seeds import derive_seed, generator as seeded_generator
 from .deterministic import deterministic
 from .hmc_potential import NetworkPotential
-from .loop import check_training_data
+from .loop import check_training_data, training_arrays
 
 MODES = ("full", "blocks", "subset")
 INITS = ("map", "random")
@@ -42,7 +42,7 @@ PAPER_DEFAULTS = {
 }
 
 
-def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 100,
+def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, n_samples: int = 100,
         warmup: int = 100, steps: int = 10, step_size: float | None = None,
         prior_std: float = 1.0, mode: str = "full", subset: int | None = None,
         block_size: int = 4000, chains: int = 1, init: str = "map",
@@ -60,7 +60,7 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 10
     net : nn.Module
         A network from :func:`bayeslrp.nets.build` (paper: ``fc2``).
     x, y : Tensor
-        Training images ``[N, C, H, W]`` and labels ``[N]``.
+        Training images ``[N, C, H, W]`` and labels ``[N]``; or a :class:`bayeslrp.data.Dataset` as ``x``.
     n_samples, warmup, steps : int
         Kept samples per chain, warmup iterations per chain, leapfrog steps L (paper: 100, 100,
         10). In ``blocks`` mode ``n_samples`` is the total, shared out over the blocks.
@@ -112,6 +112,7 @@ def hmc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 10
         several chains, R-hat and ESS.
     """
     started = time.perf_counter()
+    x, y = training_arrays(x, y)
     check_training_data(x, y)
     _check(mode, init, chains, subset, block_size, n_samples, x.shape[0], map_epochs)
     device = torch.device(device or x.device)

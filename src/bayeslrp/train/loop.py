@@ -15,6 +15,18 @@ from .options import TrainOptions
 BatchTransform = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def training_arrays(x, y):
+    """``(x, y)`` of a train call: ``x`` may be a :class:`bayeslrp.data.Dataset` (then ``y``
+    defaults to its labels)."""
+    from ..data.user import Dataset
+
+    if isinstance(x, Dataset):
+        return x.x, (x.y if y is None else y)
+    if y is None:
+        raise BayesLRPError("training needs labels y (or a bl.data.Dataset in place of x)")
+    return x, y
+
+
 def check_training_data(x: torch.Tensor, y: torch.Tensor) -> None:
     """Refuse data that cannot be trained on, with a message that says why."""
     if x.ndim != 4:

@@ -16,17 +16,22 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
     return grad
 
 
-def fgsm_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """``clamp(x + eps * sign(grad_x CE), 0, 1)``."""
-    return (x + eps * _input_gradient(model, x, y).sign()).clamp(0.0, 1.0).detach()
+def fgsm_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+              bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """``clamp(x + eps * sign(grad_x CE), lo, hi)`` (``bounds``, default [0, 1])."""
+    lo, hi = bounds
+    return (x + eps * _input_gradient(model, x, y).sign()).clamp(lo, hi).detach()
 
 
 def pgd_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-              alpha: float, generator: torch.Generator) -> torch.Tensor:
-    """Madry's PGD: uniform start in the eps-ball, signed steps, projection, [0, 1] clamp."""
+              alpha: float, generator: torch.Generator,
+              bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """Madry's PGD: uniform start in the eps-ball, signed steps, projection, clamp to
+    ``bounds`` (default [0, 1])."""
+    lo, hi = bounds
     noise = torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1
-    x_adv = (x + eps * noise).clamp(0.0, 1.0)
+    x_adv = (x + eps * noise).clamp(lo, hi)
     for _ in range(steps):
         x_adv = x_adv + alpha * _input_gradient(model, x_adv, y).sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
     return x_adv.detach()

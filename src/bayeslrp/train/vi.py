@@ -14,7 +14,7 @@ from torch import nn
 from .. import nets
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
-from .loop import check_training_data
+from .loop import check_training_data, training_arrays
 from .options import TrainOptions
 from .vi_meanfield import draw, fit
 
@@ -29,7 +29,7 @@ PAPER_DEFAULTS = {
 }
 
 
-def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr: float = 0.01,
+def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *, epochs: int = 5, lr: float = 0.01,
        prior_std: float = 1.0, n_samples: int = 100, batch_size: int = 128, seed: int = 0,
        progress: bool = True, device: str | torch.device | None = None,
        local_reparam: bool = True, init_std: float = DEFAULT_INIT_STD,
@@ -45,7 +45,7 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
         (BatchNorm scale and shift) is a point estimate, and BatchNorm running statistics are
         learnt in training mode; every draw carries the final ones.
     x, y : Tensor
-        Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``.
+        Training images ``[N, C, H, W]`` in [0, 1] and labels ``[N]``; or a :class:`bayeslrp.data.Dataset` as ``x``.
     epochs, lr, batch_size : int, float, int
         Adam on (μ, ρ). Paper: MNIST 5 epochs, lr 0.01; Fashion-MNIST 15 epochs, lr 0.001;
         batch 128.
@@ -81,6 +81,7 @@ def vi(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 5, lr:
         ``n_samples`` draws; ``extras`` holds ``mu.<name>`` and ``rho.<name>`` (σ = softplus(ρ)),
         ``meta`` the method, settings and the per-epoch ELBO history.
     """
+    x, y = training_arrays(x, y)
     check_training_data(x, y)
     if n_samples < 1:
         raise BayesLRPError(f"n_samples must be >= 1; got {n_samples}")

@@ -66,7 +66,8 @@ class AttackStage(Stage):
         if method.uses_explainer:
             explainer = explainer_from_params(spec["rule"], params["explain"], bayesian,
                                               layer=None)
-        x_adv = method.run(ens, x, y, spec, seed=seed, explainer=explainer)
+        bounds = tuple(inputs["data"].facts.get("bounds", (0.0, 1.0)))  # a user dataset's
+        x_adv = method.run(ens, x, y, spec, seed=seed, explainer=explainer, bounds=bounds)
         n = int(spec["n_samples"])
         facts = {"model": model_facts,
                  "attack": {"source": "attack", "method": spec["method"],

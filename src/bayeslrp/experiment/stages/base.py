@@ -146,7 +146,7 @@ def model_forward_flops(config, name: str) -> int:
 
     base = name.rsplit(".own", 1)[0] if name not in {m.name for m in config.models} else name
     spec = config.model(base)
-    n_classes = catalog.DATASETS[config.data.dataset].n_classes
+    n_classes = config.data.facts.n_classes
     return forward_flops(spec.arch, {"hidden": spec.hidden, "channels": spec.channels},
                          config.data.image_shape, n_classes)
 
@@ -170,15 +170,39 @@ def generator(seed: int, *tags: object) -> "torch.Generator":
     return torch.Generator().manual_seed(stage_seed(seed, *tags))
 
 
-def load_split(dataset: str, split: str, shape: list[int], ctx: StageContext):
+def dataset_classes(dataset) -> int:
+    """Number of classes of a data-reading stage's ``dataset`` param (a built-in name or a
+    user's files, :func:`bayeslrp.data.user_facts.dataset_param`)."""
+    from bayeslrp import catalog
+
+    if isinstance(dataset, dict):
+        return int(dataset["n_classes"])
+    return catalog.DATASETS[dataset].n_classes
+
+
+def dataset_name(dataset) -> str:
+    """The name results and reports show for a ``dataset`` param (``user:<test file>`` for a
+    user's files)."""
+    if isinstance(dataset, dict):
+        return f"user:{Path(dataset['test']).name}"
+    return str(dataset)
+
+
+def load_split(dataset, split: str, shape: list[int], ctx: StageContext):
     """Images and labels of one split of a dataset, checked against the expected shape."""
     from bayeslrp import catalog, data
 
-    if dataset == "synthetic":
+    if isinstance(dataset, dict):
+        from bayeslrp.data.user_facts import load_split as load_user
+
+        x, y = load_user(dataset, split)
+        dataset = dataset_name(dataset)
+    elif dataset == "synthetic":
         return data.load("synthetic", split, shape=tuple(shape),
                          n_classes=catalog.DATASETS["synthetic"].n_classes,
                          seed=SYNTHETIC_DATA_SEED)
-    x, y = data.load(dataset, split, data_dir=ctx.data_dir)
+    else:
+        x, y = data.load(dataset, split, data_dir=ctx.data_dir)
     if list(x.shape[1:]) != list(shape):
         raise BayesLRPError(f"{dataset} {split} images have shape {list(x.shape[1:])}, the "
                             f"config expects {list(shape)}")

@@ -1,7 +1,8 @@
 """``data``: the attacked test points, a balanced seeded subset of the test split."""
 from __future__ import annotations
 
-from bayeslrp.experiment.stages.base import Stage, StageOutput, load_split, stage_seed
+from bayeslrp.experiment.stages.base import (Stage, StageOutput, dataset_classes, dataset_name,
+                                             load_split, stage_seed)
 from bayeslrp.experiment.store import tensors_to_bytes
 
 __all__ = ["DATA_FILE", "DataStage", "images_of"]
@@ -24,27 +25,36 @@ class DataStage(Stage):
     def plan(self, planner) -> None:
         cfg = planner.config
         planner.shared["data"] = planner.add(
-            "data", {"dataset": cfg.data.dataset, "n_points": cfg.data.n_points,
+            "data", {"dataset": cfg.data.param, "n_points": cfg.data.n_points,
                      "shape": list(cfg.data.image_shape), "seed": cfg.seed}, {}, "data")
 
     def run(self, params, inputs, ctx):
-        from bayeslrp import catalog, data
+        from bayeslrp import data
 
         x, y = load_split(params["dataset"], "test", params["shape"], ctx)
-        n_classes = catalog.DATASETS[params["dataset"]].n_classes
+        n_classes = dataset_classes(params["dataset"])
         points = data.balanced_subset(y, int(params["n_points"]),
                                       seed=stage_seed(params["seed"], "points"),
                                       n_classes=n_classes)
         tensors = {"x": x[points].contiguous(), "y": y[points].contiguous(), "points": points}
         return StageOutput({DATA_FILE: tensors_to_bytes(tensors)},
-                           {"facts": {"dataset": params["dataset"]},
+                           {"facts": _facts(params["dataset"]),
                             "n_points": int(points.numel()), "n_test": int(y.numel())})
 
     def preflight(self, config) -> str | None:
         from bayeslrp import data
 
+        if config.data.is_user:
+            return None  # the files were read and checked with the config
         info = data.info(config.data.dataset, data_dir=config.data.data_dir, check=False)
         if info["source"] != "missing":
             return None
         return (f"{config.data.dataset} data not found; run `bayeslrp data fetch "
                 f"{config.data.dataset}` or set data.data_dir")
+
+
+def _facts(dataset) -> dict:
+    """The data artifact's facts: the dataset's name, and a user dataset's pixel bounds."""
+    if isinstance(dataset, dict):
+        return {"dataset": dataset_name(dataset), "bounds": list(dataset["bounds"])}
+    return {"dataset": dataset}

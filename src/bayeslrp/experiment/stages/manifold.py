@@ -60,14 +60,13 @@ class ManifoldStage(Stage):
                         inputs[ATTACK_ROLE + a.label] = task.key
             n_list = sorted({min(n, m.sample_count) for n in spec.n_samples})
             planner.add("manifold", {"manifold": spec.model_dump(mode="json"),
-                                     "dataset": cfg.data.dataset,
+                                     "dataset": cfg.data.param,
                                      "shape": list(cfg.data.image_shape),
                                      "explainers": explainers, "n_samples": n_list,
                                      "seed": cfg.seed},
                         inputs, f"manifold[{m.name}]", {"model": m.name})
 
     def estimate(self, task, config):
-        from bayeslrp import catalog
         from bayeslrp.experiment.costs import seconds
         from bayeslrp.experiment.stages.base import model_forward_flops, model_samples
 
@@ -75,7 +74,7 @@ class ManifoldStage(Stage):
         s, b = model_samples(config, task.coords["model"]), config.data.n_points
         passes = len(spec["quantities"]) + len(task.params["explainers"])  # each ≈ fwd + bwd
         work = 3.0 * passes * s * b * model_forward_flops(config, task.coords["model"])
-        n_train = catalog.DATASETS[config.data.dataset].train_size
+        n_train = config.data.facts.train_size
         pixels = 1
         for size in config.data.image_shape:
             pixels *= size

@@ -35,7 +35,7 @@ class SelectStage(Stage):
         cfg = planner.config
         train = planner.shared["train"]
         for own, parent, j in cfg.own_models():
-            t = planner.add("select", {"sample": j, "dataset": cfg.data.dataset,
+            t = planner.add("select", {"sample": j, "dataset": cfg.data.param,
                                        "shape": list(cfg.data.image_shape)},
                             {"model": train[parent].key}, f"select[{own}]", {"model": own})
             planner.shared["model_keys"][own] = t.key

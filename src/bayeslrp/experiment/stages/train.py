@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment.stages.base import (MODEL_DIR, Stage, StageOutput, generator,
-                                             load_model, load_split, model_forward_flops,
-                                             stage_seed)
+from bayeslrp.experiment.stages.base import (MODEL_DIR, Stage, StageOutput, dataset_classes,
+                                             dataset_name, generator, load_model, load_split,
+                                             model_forward_flops, stage_seed)
 from bayeslrp.fileio import atomic_write_json
 from bayeslrp.plugins.models import MODEL_METHODS
 
@@ -79,7 +79,7 @@ class TrainStage(Stage):
                 if init is not None and init not in train:
                     continue
                 seed = m.seed if m.seed is not None else cfg.seed
-                params = {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
+                params = {"dataset": cfg.data.param, "n_train": cfg.data.n_train,
                           "shape": list(cfg.data.image_shape), "model": method.key_params(m),
                           "seed": seed}
                 if cfg.data.n_train is not None and seed != cfg.seed:
@@ -99,18 +99,16 @@ class TrainStage(Stage):
     def run(self, params, inputs, ctx):
         import torch
 
-        from bayeslrp import catalog
-
         spec, seed = params["model"], int(params["seed"])
         method = MODEL_METHODS.get(spec["method"])()
         device = torch.device(ctx.device)
         x, y = load_split(params["dataset"], "train", params["shape"], ctx)
         x, y = train_subset(x, y, params["n_train"], int(params.get("subset_seed", seed)))
-        n_classes = catalog.DATASETS[params["dataset"]].n_classes
+        n_classes = dataset_classes(params["dataset"])
         net = _build_net(spec, params["shape"], n_classes, seed)
         init = load_model(inputs["init"], ctx) if "init" in inputs else None
         ens = method.train(spec, net, x.to(device), y.to(device), init=init,
-                           common={"seed": seed, "progress": ctx.progress, "device": device},
+                           common=_common(method, seed, ctx, device, params["dataset"]),
                            scratch=ctx.scratch)
         expected = int(spec.get("n_samples", 1))
         if ens.n_samples != expected:
@@ -119,7 +117,8 @@ class TrainStage(Stage):
         x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
         accuracy = ens.accuracy(x_test.to(device), y_test.to(device))
         ens = ens.to("cpu")
-        facts = {"method": spec["method"], "arch": spec["arch"], "dataset": params["dataset"],
+        facts = {"method": spec["method"], "arch": spec["arch"],
+                 "dataset": dataset_name(params["dataset"]),
                  "n_samples": ens.n_samples, "bayesian": method.bayesian}
         meta = {"facts": {"model": facts}, "test_accuracy": accuracy,
                 "n_test": int(y_test.numel()), "n_train": int(x.shape[0]),
@@ -146,9 +145,20 @@ class TrainStage(Stage):
         return {"models.json": atomic_write_json(run_dir / "models.json", entries)}
 
 
+def _common(method, seed: int, ctx, device, dataset) -> dict[str, Any]:
+    """The options every train function takes; ``bounds`` (a user dataset's pixel range) for
+    the methods whose training makes clamped examples (``uses_bounds``)."""
+    common = {"seed": seed, "progress": ctx.progress, "device": device}
+    if getattr(method, "uses_bounds", False) and isinstance(dataset, dict):
+        common["bounds"] = tuple(dataset["bounds"])
+    return common
+
+
 def _test_size(config) -> int:
     from bayeslrp import catalog
 
+    if config.data.is_user:
+        return config.data.dataset.describe()["test_size"]
     facts = catalog.DATASETS[config.data.dataset]
     return 10000 if config.data.dataset in ("mnist", "fashion_mnist", "cifar10") \
         else facts.max_points

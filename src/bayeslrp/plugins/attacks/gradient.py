@@ -49,7 +49,7 @@ class FGSMMethod(_GradientMethod):
         from bayeslrp import attacks
 
         return attacks.fgsm(ens, x, y, eps=spec["eps"], n_samples=int(spec["n_samples"]),
-                            mode=spec["mode"])
+                            mode=spec["mode"], bounds=bounds)
 
 
 class PGDMethod(_GradientMethod):
@@ -72,4 +72,4 @@ class PGDMethod(_GradientMethod):
         return attacks.pgd(ens, x, y, eps=spec["eps"], steps=spec["steps"], alpha=spec["alpha"],
                            n_samples=int(spec["n_samples"]), mode=spec["mode"],
                            restarts=spec["restarts"], targeted=targeted,
-                           seed=attack_seed(seed, "pgd-start"))
+                           seed=attack_seed(seed, "pgd-start"), bounds=bounds)

@@ -85,7 +85,7 @@ class TopKMethod(_SaliencyMethod):
                             steps=spec["steps"], explainer=explainer,
                             n_samples=int(spec["n_samples"]),
                             topk_mode=selection.get("topk_mode", "abs"),
-                            ties=selection.get("ties", "nonzero"))
+                            ties=selection.get("ties", "nonzero"), bounds=bounds)
 
 
 class RegionMethod(_SaliencyMethod):
@@ -100,7 +100,7 @@ class RegionMethod(_SaliencyMethod):
         return attacks.region(ens, x, None, eps=spec["eps"], k=spec["k"], alpha=spec["alpha"],
                               steps=spec["steps"], explainer=explainer,
                               n_samples=int(spec["n_samples"]),
-                              seed=attack_seed(seed, "region"))
+                              seed=attack_seed(seed, "region"), bounds=bounds)
 
 
 class BetaMethod(_SaliencyMethod):
@@ -116,4 +116,4 @@ class BetaMethod(_SaliencyMethod):
         return attacks.manipulate(ens, x, x[other.to(x.device)], eps=spec["eps"],
                                   gamma=spec["gamma"], lr=spec["lr"], steps=spec["steps"],
                                   beta=spec["beta"], explainer=explainer,
-                                  n_samples=int(spec["n_samples"]))
+                                  n_samples=int(spec["n_samples"]), bounds=bounds)

@@ -62,6 +62,8 @@ class AdvMethod(ModelMethod):
         per_attack = 3.0 * (spec.adv_steps or 1)  # FGSM: one forward + backward
         return (3.0 + per_attack) * spec.epochs * n_train * flops, "train"
 
+    uses_bounds = True  # its training batches are clamped to the data's pixel range
+
     def train(self, spec, net, x, y, *, init=None, common, scratch=None):
         from bayeslrp import train
 
