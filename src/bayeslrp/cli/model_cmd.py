@@ -98,6 +98,7 @@ def evaluate(
 ) -> None:
     """Print the test accuracy of a saved model's predictive mean."""
     from .. import data
+    from ..compat import check_data
     from ..ensemble import Ensemble
 
     dev = use_device(device)
@@ -105,6 +106,21 @@ def evaluate(
     name = dataset or ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
+    n = ens.resolve_n(n_samples)
     x, y = data.load(name, "test", data_dir=data_dir)
-    acc = ens.accuracy(x, y, n_samples)
+    check_data(ens, x, y, dataset=name, n_classes=_n_classes(name), bounds=_bounds(name))
+    acc = ens.accuracy(x, y, n)
     typer.echo(f"{model}: {name} test accuracy {acc:.4f} ({ens.resolve_n(n_samples)} samples)")
+
+
+def _n_classes(name: str) -> int | None:
+    """Classes of a built-in dataset (None for a name the catalog does not know)."""
+    from .. import catalog
+
+    return catalog.DATASETS[name].n_classes if name in catalog.DATASETS else None
+
+
+def _bounds(name: str) -> tuple[float, float] | None:
+    from .. import catalog
+
+    return tuple(catalog.DATASETS[name].bounds) if name in catalog.DATASETS else None

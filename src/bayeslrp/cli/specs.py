@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import BayesLRPError
 
-__all__ = ["model_config", "option_error"]
+__all__ = ["attack_options", "data_options", "model_config", "option_error"]
 
 #: Config key of a model → the ``train`` option that sets it.
 TRAIN_FLAGS = {"arch": "--arch", "method": "--method", "hidden": "--hidden",
@@ -21,7 +21,11 @@ TRAIN_FLAGS = {"arch": "--arch", "method": "--method", "hidden": "--hidden",
                "lr_schedule": "--vi-lr-schedule", "mode": "--hmc-mode", "subset": "--subset",
                "warmup": "--warmup", "seed": "--seed", "adv_attack": "--adv-mode",
                "adv_mix": "--adv-mode"}
-_AT = re.compile(r"^config error at (?:models\[0\]\.)?(?P<key>[a-z_.]+(?:\[\d+\])?): ")
+_AT = re.compile(r"^[a-z-]+ error at (?:models\[0\]\.)?(?P<key>[a-z_.]+(?:\[\d+\])?): ")
+#: Keys shared by the commands that read saved models → their option.
+COMMON_FLAGS = {"eps": "--eps", "steps": "--steps", "mode": "--mode", "rule": "--rule",
+                "n_samples": "--n-samples", "n_points": "--n-points", "seed": "--seed",
+                "dataset": "--dataset", "data_dir": "--data-dir", "k": "--k"}
 
 
 def option_error(exc: BayesLRPError, flags: dict[str, str]) -> BayesLRPError:
@@ -77,3 +81,61 @@ def model_config(*, dataset: str, arch: str, method: str, seed: int, device: str
         return load_config(doc)
     except BayesLRPError as exc:
         raise option_error(exc, TRAIN_FLAGS) from None
+
+
+def attack_options(method: str, options: dict[str, Any],
+                   where_used: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated spec of attack ``method`` with ``options`` (``None`` values left out).
+
+    ``where_used``: options with a CLI default (``--mode``, ``--rule``) passed only to the
+    attacks that have the key.
+
+    Raises
+    ------
+    BayesLRPError
+        ``--method`` unknown, or an option the attack's spec refuses (named as the option).
+    """
+    from ..experiment.config import validate_spec
+    from ..plugins.attacks import ATTACK_METHODS
+
+    if method not in ATTACK_METHODS.names():
+        raise BayesLRPError(f"--method must be one of {', '.join(ATTACK_METHODS.names())}; "
+                            f"got {method!r}")
+    cls = ATTACK_METHODS.get(method)
+    fields = cls.Spec.model_fields
+    given = {k: v for k, v in options.items() if v is not None}
+    given.update({k: v for k, v in (where_used or {}).items() if k in fields})
+    for key in given:
+        if key not in fields:
+            raise BayesLRPError(f"{COMMON_FLAGS.get(key, key)} does not apply to {method}")
+    try:
+        spec = validate_spec(cls.Spec, {"method": method, **given}, "attack")
+    except BayesLRPError as exc:
+        raise option_error(exc, COMMON_FLAGS) from None
+    return spec.model_dump(mode="json", exclude=set(cls.unkeyed))
+
+
+def data_options(dataset: str, n_points: int, seed: int, data_dir: Any = None) -> Any:
+    """The validated data section of a command that reads test points (and its seed).
+
+    Raises
+    ------
+    BayesLRPError
+        Unknown dataset, ``--n-points`` not a positive multiple of 10 within the dataset's
+        balanced test points, negative ``--seed`` — named as the option.
+    """
+    from ..experiment.config import validate_spec
+    from ..experiment.config_sections import DataSpec
+    from ..plugins.spec import Seed, StrictSpec
+
+    class _Seeded(StrictSpec):
+        seed: Seed
+
+    data: dict[str, Any] = {"dataset": dataset, "n_points": n_points}
+    if data_dir is not None:
+        data["data_dir"] = str(data_dir)
+    try:
+        validate_spec(_Seeded, {"seed": seed}, "option")
+        return validate_spec(DataSpec, data, "option")
+    except BayesLRPError as exc:
+        raise option_error(exc, COMMON_FLAGS) from None
