@@ -185,7 +185,8 @@ def _check_sizes(name: str, kwargs: dict) -> None:
     size = catalog.parameter_count(name, tuple(shape or (1, 28, 28)), kwargs.get("hidden"),
                                    kwargs.get("channels"), kwargs.get("n_classes", 10))
     if size is not None and size > catalog.MAX_PARAMETERS:
-        raise BayesLRPError(f"the {name} net would have {size:.3g} parameters, more than the "
+        raise BayesLRPError(f"the {name} net would have {size:.3g} parameters "
+                            f"({4 * size / 2**30:.3g} GiB), more than the "
                             f"{catalog.MAX_PARAMETERS:.3g} allowed; use a smaller width")
 
 

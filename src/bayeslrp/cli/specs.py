@@ -59,7 +59,7 @@ def model_config(*, dataset: str, arch: str, method: str, seed: int, device: str
     if method not in MODEL_METHODS.names():
         raise BayesLRPError(f"--method must be one of {', '.join(MODEL_METHODS.names())}; "
                             f"got {method!r}")
-    model: dict[str, Any] = {"name": "model", "method": method, "arch": arch, "seed": seed}
+    model: dict[str, Any] = {"name": "model", "method": method, "arch": arch}
     fields = MODEL_METHODS.get(method).Spec.model_fields
     for key, value in options.items():
         if key == "adv_mode":
