@@ -49,7 +49,7 @@ def attack(
         raise BayesLRPError(f"{out} already holds attack results; choose another --out or pass --overwrite")
     ens = Ensemble.load(model, device=dev)
     n = ens.resolve_n(n_samples)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
     data_options(name, n_points, seed, data_dir)

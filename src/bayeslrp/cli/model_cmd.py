@@ -103,7 +103,7 @@ def evaluate(
 
     dev = use_device(device)
     ens = Ensemble.load(model, device=dev)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
     n = ens.resolve_n(n_samples)

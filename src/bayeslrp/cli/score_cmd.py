@@ -64,7 +64,7 @@ def score(
     check_attack(attack, a_opts)
     ens = Ensemble.load(model)
     n = ens.resolve_n(n_samples)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
     data_options(name, n_points, seed, data_dir)
