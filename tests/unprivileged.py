@@ -35,7 +35,7 @@ for info in pkgutil.iter_modules(encodings.__path__, "encodings."):
         importlib.import_module(info.name)
     except Exception:
         pass
-import importlib.readers, importlib.resources, matplotlib.pyplot, json.decoder, uuid, tempfile, shutil, fcntl, socket, platform
+import xml.etree.ElementTree, xml.etree.cElementTree, importlib.readers, importlib.resources, matplotlib.pyplot, json.decoder, uuid, tempfile, shutil, fcntl, socket, platform
 from bayeslrp.cli import main
 from bayeslrp.cli.app import _register_commands
 _register_commands()
