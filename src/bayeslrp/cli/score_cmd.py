@@ -57,8 +57,7 @@ def score(
     if attack not in attacks.methods():
         raise BayesLRPError(f"--attack must be one of {', '.join(attacks.methods())}; "
                             f"got {attack!r}")
-    if not 0 < k <= 100:
-        raise BayesLRPError(f"--k must be in (0, 100]; got {k}")
+    check_k(k)
     e_opts = _options(explainer_options, "--explainer-options")
     a_opts = _options(attack_options, "--attack-options")
     check_attack(attack, a_opts)
@@ -110,3 +109,14 @@ def check_attack(attack: str, options: dict) -> None:
         validate_spec(ATTACK_METHODS.get(attack).Spec, {"method": attack, **options}, "attack")
     except BayesLRPError as exc:
         raise BayesLRPError(f"--attack-options: {exc}") from None
+
+
+def check_k(k: float) -> None:
+    """Validate ``--k`` with the config's ``metrics.k`` (a percentage in (0, 100])."""
+    from ..experiment.config import validate_spec
+    from ..experiment.config_sections import MetricsSpec
+
+    try:
+        validate_spec(MetricsSpec, {"k": [k]}, "option")
+    except BayesLRPError as exc:
+        raise BayesLRPError(f"--k: {str(exc).split(': ', 1)[-1]}") from None
