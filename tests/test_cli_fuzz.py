@@ -125,7 +125,7 @@ BAD_CONFIGS = [_mutate(p, v) for p, v in [
     ("data", _DROP), ("models", _DROP),
 ]]
 
-DEVICES = ["tpu", "cuda:x", "gpu", "cpu:0", "cuda:-1"] + (["cuda", "cuda:0"] if NO_CUDA else [])
+DEVICES = ["tpu", "cuda:x", "gpu", "cpu:0", "cuda:-1", ""] + (["cuda", "cuda:0"] if NO_CUDA else [])
 
 
 def _train_cases() -> list[list[str]]:

@@ -32,12 +32,11 @@ def attack(
 ) -> None:
     """Attack a saved model; save the adversarial points (safetensors) and a per-image table."""
     import pandas as pd
-    from safetensors.torch import save as st_save
 
     from .. import attacks, data
     from ..ensemble import Ensemble
     from ..compat import check_data
-    from ..fileio import atomic_write_bytes, check_writable, sha256_bytes
+    from ..fileio import check_writable
     from .model_cmd import _bounds, _n_classes
     from .specs import attack_options, data_options
 
@@ -63,14 +62,23 @@ def attack(
     result = attacks.evaluate(ens, x, x_adv, y, n_samples=n)
     table = pd.DataFrame({"point": points.numpy(), "label": y.numpy(),
                           **{k: v.numpy() for k, v in result.items()}})
-    blob = st_save({"x": x.contiguous(), "x_adv": x_adv.detach().contiguous().cpu(),
-                    "points": points.contiguous(), "y": y.contiguous()})
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "adversarial.safetensors", blob)
-    atomic_write_bytes(out / "adversarial.safetensors.sha256", sha256_bytes(blob).encode())
-    atomic_write_bytes(out / "attack.parquet", table.to_parquet(index=False))
+    _save(out, table, {"x": x.contiguous(), "x_adv": x_adv.detach().contiguous().cpu(),
+                       "points": points.contiguous(), "y": y.contiguous()})
     clean = float(result["correct_clean"].float().mean())
     success = float(result["success"].float().sum() / result["correct_clean"].float().sum().clamp(min=1))
     typer.echo(f"{method} on {n_points} {name} points with {n} samples: clean accuracy {clean:.3f}, "
                f"attack success {success:.3f}, median softmax robustness "
                f"{float(result['softmax_robustness'].median()):.3f}; saved to {out}")
+
+
+def _save(out: Path, table, tensors: dict) -> None:
+    """Write the attacked points (safetensors + its sha256) and the per-image table."""
+    from safetensors.torch import save as st_save
+
+    from ..fileio import atomic_write_bytes, sha256_bytes
+
+    blob = st_save(tensors)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "adversarial.safetensors", blob)
+    atomic_write_bytes(out / "adversarial.safetensors.sha256", sha256_bytes(blob).encode())
+    atomic_write_bytes(out / "attack.parquet", table.to_parquet(index=False))

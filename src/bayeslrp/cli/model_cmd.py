@@ -70,22 +70,25 @@ def train(
     x, y = x.to(dev), y.to(dev)
     net = net.to(dev)
     started = time.perf_counter()
-    if method in ("det", "adv"):
-        common = dict(epochs=spec.epochs, lr=spec.lr, seed=seed)
-        if method == "det":
-            ens = training.deterministic(net, x, y, **common)
-        else:
-            ens = training.adversarial(net, x, y, mode=adv_mode, **common)
-    elif method == "vi":
-        ens = training.vi(net, x, y, epochs=spec.epochs, lr=spec.lr, n_samples=spec.n_samples,
-                          seed=seed, init_std=spec.init_std, lr_schedule=spec.lr_schedule)
-    else:
-        ens = training.hmc(net, x, y, n_samples=spec.n_samples, warmup=spec.warmup,
-                           mode=spec.mode, subset=spec.subset, seed=seed,
-                           checkpoint_dir=out / "hmc_checkpoint")
+    ens = _fit(training, spec, net, x, y, seed=seed, adv_mode=adv_mode, out=out)
     ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
     ens.save(out)
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
+
+
+def _fit(training, spec, net, x, y, *, seed: int, adv_mode: str, out: Path):
+    """Train ``net`` as the validated model ``spec`` says (:mod:`bayeslrp.train`)."""
+    if spec.method in ("det", "adv"):
+        common = dict(epochs=spec.epochs, lr=spec.lr, seed=seed)
+        if spec.method == "det":
+            return training.deterministic(net, x, y, **common)
+        return training.adversarial(net, x, y, mode=adv_mode, **common)
+    if spec.method == "vi":
+        return training.vi(net, x, y, epochs=spec.epochs, lr=spec.lr, n_samples=spec.n_samples,
+                           seed=seed, init_std=spec.init_std, lr_schedule=spec.lr_schedule)
+    return training.hmc(net, x, y, n_samples=spec.n_samples, warmup=spec.warmup,
+                        mode=spec.mode, subset=spec.subset, seed=seed,
+                        checkpoint_dir=out / "hmc_checkpoint")
 
 
 @app.command()
