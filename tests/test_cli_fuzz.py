@@ -149,6 +149,7 @@ def _train_cases() -> list[list[str]]:
             extra = ["--lr", "0.01"] if method == "vi" and flag != "--lr" else []
             cases.append(base + ["--method", method, *extra, flag, value])
     cases += [base + ["--device", d] for d in DEVICES]
+    cases += [base + ["--data-dir", d] for d in ["{root}/missing", "{root}/a_file"]]
     cases += [base[:-1] + ["{root}/a_file"], base[:-1] + ["{root}/a_file/sub"],
               base[:-1] + ["{root}/digits_model"], base[:-2], base + ["--no-such-flag"],
               ["train", "--dataset", "digits", "--out", "{root}/new_model"],  # hidden required
@@ -166,6 +167,7 @@ def _model_cases() -> list[list[str]]:
     cases += [ev + ["--n-samples", v] for v in ["0", "-1", "2", "x"]]
     cases += [ev + ["--dataset", v] for v in ["imagenet", "", "mnist_"]]
     cases += [ev + ["--device", d] for d in DEVICES]
+    cases += [ev + ["--data-dir", d] for d in ["{root}/missing", "{root}/a_file"]]
     cases += [["evaluate", "--model", "{root}/mnist_model", "--dataset", "digits"],
               ev + ["--dataset", "cifar_synthetic"], ev + ["--bogus", "1"], ["evaluate"]]
     at = ["attack", "--model", "{root}/digits_model", "--out", "{root}/new_attack",
@@ -180,6 +182,7 @@ def _model_cases() -> list[list[str]]:
     cases += [at + ["--method", "topk", "--rule", v] for v in ["nope", ""]]
     cases += [at + ["--method", "region", "--eps", "0"]]
     cases += [at + ["--device", d] for d in DEVICES]
+    cases += [at + ["--data-dir", d] for d in ["{root}/missing", "{root}/a_file"]]
     cases += [at[:4] + ["{root}/a_file"] + at[5:], at[:4] + ["{root}/a_file/x"] + at[5:],
               ["attack", "--model", "{root}/mnist_model", "--dataset", "digits", "--out",
                "{root}/new_attack", "--n-points", "10"], at[:3]]

@@ -103,8 +103,10 @@ def evaluate(
     from .. import data
     from ..compat import check_data
     from ..ensemble import Ensemble
+    from .specs import check_data_dir
 
     dev = use_device(device)
+    check_data_dir(data_dir)
     ens = Ensemble.load(model, device=dev)
     name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..errors import BayesLRPError
 
-__all__ = ["attack_options", "data_options", "model_config", "option_error"]
+__all__ = ["attack_options", "check_data_dir", "data_options", "model_config",
+           "option_error"]
 
 #: Config key of a model → the ``train`` option that sets it.
 TRAIN_FLAGS = {"arch": "--arch", "method": "--method", "hidden": "--hidden",
@@ -26,6 +27,15 @@ _AT = re.compile(r"^[a-z-]+ error at (?:models\[0\]\.)?(?P<key>[a-z_.]+(?:\[\d+\
 COMMON_FLAGS = {"eps": "--eps", "steps": "--steps", "mode": "--mode", "rule": "--rule",
                 "n_samples": "--n-samples", "n_points": "--n-points", "seed": "--seed",
                 "dataset": "--dataset", "data_dir": "--data-dir", "k": "--k"}
+
+
+def check_data_dir(path: Any) -> None:
+    """Refuse a ``--data-dir`` that is not a directory, whatever the dataset (a built-in
+    one ignores it, which must not hide a typo)."""
+    if path is not None:
+        from ..data.locations import data_dir
+
+        data_dir(path)
 
 
 def option_error(exc: BayesLRPError, flags: dict[str, str]) -> BayesLRPError:
@@ -72,6 +82,7 @@ def model_config(*, dataset: str, arch: str, method: str, seed: int, device: str
             model[key] = value
     # The sections train does not use hold values valid for any model (n_points: attacked
     # test points; explain.n_samples: at most the samples any model keeps).
+    check_data_dir(data_dir)
     data: dict[str, Any] = {"dataset": dataset, "n_points": 10}
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
@@ -131,6 +142,7 @@ def data_options(dataset: str, n_points: int, seed: int, data_dir: Any = None) -
     class _Seeded(StrictSpec):
         seed: Seed
 
+    check_data_dir(data_dir)
     data: dict[str, Any] = {"dataset": dataset, "n_points": n_points}
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
