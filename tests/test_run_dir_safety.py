@@ -235,3 +235,13 @@ def test_outputs_follow_the_umask(config, tmp_path, umask, file_mode, dir_mode):
     wrong = {k: oct(v) for k, v in modes.items()
              if v not in (file_mode, dir_mode)}
     assert wrong == {}
+
+
+def test_the_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    from bayeslrp.experiment.lock import LOCK_NAME, RunDirLock, lock_holder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / LOCK_NAME).write_text(f"pid {gone.pid} on some-host\n")
+    with RunDirLock(tmp_path, wait=0):  # no waiting: a dead holder holds nothing
+        assert f"pid {os.getpid()}" in lock_holder(tmp_path)
