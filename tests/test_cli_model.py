@@ -18,7 +18,7 @@ def _call(argv: list[str]) -> tuple[int, str, str]:
 
 
 TINY_VI = ["train", "--dataset", "digits", "--arch", "fc2", "--hidden", "8", "--method", "vi",
-           "--epochs", "1", "--n-samples", "2"]
+           "--epochs", "1", "--n-samples", "2", "--lr", "0.01"]
 
 
 def test_train_vi_passes_the_schedule_and_initial_scale(tmp_path):
@@ -30,8 +30,8 @@ def test_train_vi_passes_the_schedule_and_initial_scale(tmp_path):
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--vi-lr-schedule", "linear"], "--vi-lr-schedule must be constant or cosine"),
-    (["--vi-init-std", "0"], "--vi-init-std must be > 0"),
+    (["--vi-lr-schedule", "linear"], "--vi-lr-schedule: Input should be 'constant' or 'cosine'"),
+    (["--vi-init-std", "0"], "--vi-init-std: Input should be greater than 0"),
     (["--method", "mcmc"], "--method must be one of"),
 ])
 def test_train_refuses_bad_values_in_one_line(tmp_path, extra, words):

@@ -113,7 +113,7 @@ def test_score_prints_the_summary(saved):
     (["--explainer", "integrated_gradients", "--explainer-options", '{"steps": 0}'],
      "--explainer-options"),
     (["--layer", "2"], "--layer 2 is not a learnable layer"),
-    (["--k", "0"], "--k must be in"),
+    (["--k", "0"], "--k: Input should be greater than 0"),
 ])
 def test_score_refuses_bad_values_in_one_line(saved, extra, words):
     code, _, err = _call(["score", "--model", str(saved), "--n-points", "20", *extra])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bayeslrp.errors import BayesLRPError
-from bayeslrp.experiment import store as store_module
+from bayeslrp.experiment import manifest as manifest_module
 from bayeslrp.experiment.store import Store, artifact_key
 from bayeslrp.fileio import sha256_bytes
 
@@ -164,7 +164,7 @@ def test_table_roundtrip(tmp_path):
 
 
 def test_manifest_records_and_merges_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "MANIFEST_REUSE_SAVE_INTERVAL", 0.0)  # save every record
+    monkeypatch.setattr(manifest_module, "MANIFEST_REUSE_SAVE_INTERVAL", 0.0)  # save every record
     store = Store(tmp_path)
     assert store.begin_run(config_key="c" * 64, seeds={"seed": 0}) == 0
     store.record_stage("data", "data", K0, computed=True, seconds=1.25)
@@ -191,8 +191,8 @@ def test_manifest_records_and_merges_runs(tmp_path, monkeypatch):
 
 def test_reuse_records_are_saved_in_batches_computed_ones_at_once(tmp_path, monkeypatch):
     writes = []
-    real_write = store_module.atomic_write_json
-    monkeypatch.setattr(store_module, "atomic_write_json",
+    real_write = manifest_module.atomic_write_json
+    monkeypatch.setattr(manifest_module, "atomic_write_json",
                         lambda path, obj: (writes.append(path), real_write(path, obj)))
     store = Store(tmp_path)
     store.begin_run()
@@ -202,7 +202,7 @@ def test_reuse_records_are_saved_in_batches_computed_ones_at_once(tmp_path, monk
         store.record_stage(f"data{i}", "data", key, computed=False, seconds=0.0)
     elapsed = time.monotonic() - started
     # begin_run, then at most one save per started second of the loop (not one per record)
-    assert len(writes) <= 2 + int(elapsed / store_module.MANIFEST_REUSE_SAVE_INTERVAL)
+    assert len(writes) <= 2 + int(elapsed / manifest_module.MANIFEST_REUSE_SAVE_INTERVAL)
     assert len(writes) < 100
     store.record_stage("train", "train", K1, computed=True, seconds=2.0)
     on_disk = json.loads((tmp_path / "manifest.json").read_text())

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ARCHS", "DATASETS", "ArchFacts", "DatasetFacts", "arch_fits", "dataset_facts",
-           "learnable_layers"]
+__all__ = ["ARCHS", "DATASETS", "MAX_PARAMETERS", "ArchFacts", "DatasetFacts", "arch_fits",
+           "dataset_facts", "learnable_layers", "parameter_count"]
+
+#: Largest network (parameters of one sample) a config may ask for: 2**31 float32 weights are
+#: 8 GiB before gradients and optimiser state, beyond any machine this package targets.
+MAX_PARAMETERS = 2**31
 
 
 @dataclass(frozen=True)
@@ -102,3 +106,18 @@ def arch_fits(arch: str, shape: tuple[int, int, int]) -> bool:
     if arch == "resnet20":
         return c == 3  # its normalisation layer holds CIFAR's per-channel statistics
     return True  # fc2 flattens any image
+
+
+def parameter_count(arch: str, shape: tuple[int, int, int], hidden: int | None = None,
+                    channels: int | None = None, n_classes: int = 10) -> int | None:
+    """Learnable parameters of one sample of fc2 or conv (``None`` for fixed-width nets)."""
+    c, h, w = shape
+    if arch == "fc2":
+        hid = 512 if hidden is None else hidden
+        return (c * h * w + 1) * hid + (hid + 1) * hid + (hid + 1) * n_classes
+    if arch == "conv":
+        hid = 512 if hidden is None else hidden
+        ch = 32 if channels is None else channels
+        positions = max((h - 4) // 2 - 5, 0) * max((w - 4) // 2 - 5, 0)
+        return (c * 25 + 1) * ch + (ch * 25 + 1) * hid + (hid * positions + 1) * n_classes
+    return None

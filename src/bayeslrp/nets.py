@@ -165,6 +165,32 @@ _BUILDERS: dict[str, Callable[..., nn.Sequential]] = {
 ARCHITECTURES = tuple(_BUILDERS)
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_sizes(name: str, kwargs: dict) -> None:
+    """One line for a width, class count or input shape no network can have."""
+    from bayeslrp import catalog
+
+    for key in ("hidden", "channels", "n_classes"):
+        if key in kwargs and not _positive_int(kwargs[key]):
+            raise BayesLRPError(f"{key} must be a positive integer; got {kwargs[key]!r}")
+    shape = kwargs.get("in_shape")
+    if shape is not None:
+        if len(shape) != 3 or not all(_positive_int(v) for v in shape):
+            raise BayesLRPError(f"in_shape must be three positive integers (C, H, W); got "
+                                f"{list(shape)!r}")
+        if name in catalog.ARCHS and not catalog.arch_fits(name, tuple(shape)):
+            raise BayesLRPError(f"arch {name} does not fit images of shape {list(shape)}")
+    size = catalog.parameter_count(name, tuple(shape or (1, 28, 28)), kwargs.get("hidden"),
+                                   kwargs.get("channels"), kwargs.get("n_classes", 10))
+    if size is not None and size > catalog.MAX_PARAMETERS:
+        raise BayesLRPError(f"the {name} net would have {size:.3g} parameters "
+                            f"({4 * size / 2**30:.3g} GiB), more than the "
+                            f"{catalog.MAX_PARAMETERS:.3g} allowed; use a smaller width")
+
+
 #: Architectures added by :func:`register`: name -> (builder, learnable layers, factory path).
 _REGISTERED: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...] | None, str | None]] = {}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -250,6 +276,7 @@ def build(name: str, seed: int | None = 0, **kwargs: Any) -> nn.Module:
         raise BayesLRPError(f"unknown architecture {name!r}; choose one of {known} (or "
                             f"register one with bayeslrp.nets.register)")
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+    _check_sizes(name, kwargs)
     try:
         if seed is None:
             net = _BUILDERS[name](**kwargs)

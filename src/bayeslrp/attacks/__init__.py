@@ -71,8 +71,10 @@ def run_attack(ens: Ensemble, x, y: torch.Tensor | None, method: str, *, seed: i
     """
     from bayeslrp.experiment.config import ExplainSpec, validate_spec
     from bayeslrp.explainers import EXPLAINERS, Explainer
+    from bayeslrp.compat import check_model
     from bayeslrp.plugins.attacks import ATTACK_METHODS
 
+    check_model(ens)
     method_obj = ATTACK_METHODS.get(method)()
     spec = validate_spec(method_obj.Spec, {"method": method, **options}, "attack")
     params = spec.model_dump(mode="json", exclude=set(method_obj.unkeyed))

@@ -24,6 +24,7 @@ import math
 import torch
 from torch.nn import functional as F
 
+from ..compat import check_data
 from ..ensemble import Ensemble, forward_stacked, loops_over_samples
 from ..errors import BayesLRPError
 from ._common import (check_images, check_labels, check_positive, data_args, image_chunks,
@@ -158,6 +159,7 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     if int(steps) < 1 or int(restarts) < 1:
         raise BayesLRPError(f"steps and restarts must be >= 1; got {steps}, {restarts}")
     check_images(x, bounds=bounds)
+    check_data(ens, x)
     n = ens.resolve_n(n_samples)
     device = ens.device
     x0_all = x.detach().to(device)

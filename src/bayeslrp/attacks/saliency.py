@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from .. import metrics
+from ..compat import check_data
 from ..ensemble import Ensemble
 from ..errors import BayesLRPError
 from ._common import (check_images, check_labels, check_positive, data_args, image_chunks,
@@ -197,6 +198,7 @@ def manipulate(ens: Ensemble, x: torch.Tensor, x_target: torch.Tensor, eps: floa
     """
     x, _, bounds = data_args(x, None, bounds)
     check_images(x, bounds=bounds)
+    check_data(ens, x)
     check_images(x_target, "x_target", bounds)
     if x_target.shape != x.shape:
         raise BayesLRPError(f"x_target must have the shape of x {tuple(x.shape)}; "
@@ -380,6 +382,7 @@ def _ghorbani(ens, x, y, kind, *, eps, k, alpha, steps, rule, layer, n_samples, 
               explain_kwargs, explainer, selection, bounds) -> torch.Tensor:
     x, y, bounds = data_args(x, y, bounds)
     check_images(x, bounds=bounds)
+    check_data(ens, x)
     check_positive(eps=eps, alpha=alpha, k=k, steps=steps)
     if int(backtrack) < 0:
         raise BayesLRPError(f"backtrack must be >= 0; got {backtrack}")

@@ -32,50 +32,53 @@ def attack(
 ) -> None:
     """Attack a saved model; save the adversarial points (safetensors) and a per-image table."""
     import pandas as pd
-    from safetensors.torch import save as st_save
 
     from .. import attacks, data
     from ..ensemble import Ensemble
-    from ..fileio import atomic_write_bytes, sha256_bytes
+    from ..compat import check_data
+    from ..fileio import check_writable
+    from .model_cmd import _bounds, _n_classes
+    from .specs import attack_options, data_options
 
     dev = use_device(device)
-    if method not in attacks.methods():
-        raise BayesLRPError(f"--method must be one of {', '.join(attacks.methods())}; got {method!r}")
-    if not 0 < eps <= 1:
-        raise BayesLRPError(f"--eps must be in (0, 1]; got {eps}")
+    params = attack_options(method, {"eps": eps, "n_samples": n_samples, "steps": steps},
+                            where_used={"mode": mode, "rule": rule})
+    check_writable(out, kind="dir", what="--out")
     if (out / "attack.parquet").exists() and not overwrite:
         raise BayesLRPError(f"{out} already holds attack results; choose another --out or pass --overwrite")
     ens = Ensemble.load(model, device=dev)
     n = ens.resolve_n(n_samples)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
+    data_options(name, n_points, seed, data_dir)
     x_all, y_all = data.load(name, "test", data_dir=data_dir)
+    check_data(ens, x_all, y_all, dataset=name, n_classes=_n_classes(name), bounds=_bounds(name))
     points = data.balanced_subset(y_all, n=n_points, seed=seed)
     x, y = x_all[points], y_all[points]
-    from ..plugins.attacks import ATTACK_METHODS
-
-    fields = ATTACK_METHODS.get(method).Spec.model_fields
-    params: dict = {"eps": eps, "n_samples": n}
-    for key, value in (("mode", mode), ("rule", rule)):
-        if key in fields:
-            params[key] = value
-    if steps is not None:
-        if "steps" not in fields:
-            raise BayesLRPError(f"--steps does not apply to {method}")
-        params["steps"] = steps
-    x_adv = attacks.run_attack(ens, x.to(dev), y.to(dev), method, seed=seed, **params).cpu()
+    params["n_samples"] = n
+    x_adv = attacks.run_attack(ens, x.to(dev), y.to(dev), method, seed=seed,
+                               **{k: v for k, v in params.items() if k != "method"}).cpu()
     result = attacks.evaluate(ens, x, x_adv, y, n_samples=n)
     table = pd.DataFrame({"point": points.numpy(), "label": y.numpy(),
                           **{k: v.numpy() for k, v in result.items()}})
-    blob = st_save({"x": x.contiguous(), "x_adv": x_adv.detach().contiguous().cpu(),
-                    "points": points.contiguous(), "y": y.contiguous()})
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "adversarial.safetensors", blob)
-    atomic_write_bytes(out / "adversarial.safetensors.sha256", sha256_bytes(blob).encode())
-    atomic_write_bytes(out / "attack.parquet", table.to_parquet(index=False))
+    _save(out, table, {"x": x.contiguous(), "x_adv": x_adv.detach().contiguous().cpu(),
+                       "points": points.contiguous(), "y": y.contiguous()})
     clean = float(result["correct_clean"].float().mean())
     success = float(result["success"].float().sum() / result["correct_clean"].float().sum().clamp(min=1))
     typer.echo(f"{method} on {n_points} {name} points with {n} samples: clean accuracy {clean:.3f}, "
                f"attack success {success:.3f}, median softmax robustness "
                f"{float(result['softmax_robustness'].median()):.3f}; saved to {out}")
+
+
+def _save(out: Path, table, tensors: dict) -> None:
+    """Write the attacked points (safetensors + its sha256) and the per-image table."""
+    from safetensors.torch import save as st_save
+
+    from ..fileio import atomic_write_bytes, sha256_bytes
+
+    blob = st_save(tensors)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "adversarial.safetensors", blob)
+    atomic_write_bytes(out / "adversarial.safetensors.sha256", sha256_bytes(blob).encode())
+    atomic_write_bytes(out / "attack.parquet", table.to_parquet(index=False))

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import BayesLRPError
 from .app import app
 
 data_app = typer.Typer(no_args_is_help=True, help="Find, verify and cache the datasets.")
@@ -29,5 +30,13 @@ def info(name: str = typer.Argument(..., help="mnist, fashion_mnist, cifar10, di
     """Show a dataset's shape, sizes and where it was found."""
     from .. import data
 
-    for key, value in data.info(name, data_dir=data_dir).items():
-        typer.echo(f"{key}: {value}")
+    facts = data.info(name, data_dir=data_dir)
+    for key, value in facts.items():
+        if value is not None and key != "problem":
+            typer.echo(f"{key}: {value}")
+    if facts["problem"] is not None:
+        raise BayesLRPError(f"{name} files at {facts['path']} fail verification: "
+                            f"{facts['problem']}; run `bayeslrp data fetch {name}` again")
+    if facts["source"] == "missing":
+        raise BayesLRPError(f"{name} data not found; run `bayeslrp data fetch {name}` or pass "
+                            f"--data-dir")

@@ -19,6 +19,6 @@ def use_device(spec: Optional[str]):
     """
     from ..devices import configure_torch, resolve_device
 
-    device = resolve_device(spec or "cpu")
+    device = resolve_device("cpu" if spec is None else spec)
     configure_torch(device)
     return device

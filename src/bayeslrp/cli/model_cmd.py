@@ -8,32 +8,16 @@ from typing import Optional
 import typer
 
 from ..errors import BayesLRPError
-from ..experiment.config import VI_INIT_STD_DEFAULT, VI_LR_SCHEDULES
+from ..experiment.config import VI_INIT_STD_DEFAULT
 from .app import app
 from .devices import DeviceOpt, use_device
 
-METHODS = ("det", "adv", "vi", "hmc")
-
-
-def paper_epochs(arch: str, dataset: str) -> int:
-    """Paper epochs for deterministic/adversarial training (SPEC §3)."""
-    if arch == "conv":
-        return 10 if dataset == "fashion_mnist" else 5
-    return 15
-
-
-def paper_hidden(arch: str, dataset: str) -> int:
-    """Hidden size H of the paper's tables: 512 on MNIST, 1024 on Fashion-MNIST."""
-    return 1024 if dataset == "fashion_mnist" else 512
-
-
-def _arch_kwargs(arch: str, dataset: str, hidden: Optional[int], channels: Optional[int],
-                 in_shape: tuple[int, ...]) -> dict:
+def _arch_kwargs(spec, in_shape: tuple[int, ...]) -> dict:
+    """Builder options of a validated model spec (hidden and channels resolved)."""
     kwargs: dict = {"in_shape": list(in_shape)}
-    if arch in ("fc2", "conv"):
-        kwargs["hidden"] = hidden or paper_hidden(arch, dataset)
-    if arch == "conv" and channels:
-        kwargs["channels"] = channels
+    for key in ("hidden", "channels"):
+        if getattr(spec, key, None) is not None:
+            kwargs[key] = getattr(spec, key)
     return kwargs
 
 
@@ -62,47 +46,49 @@ def train(
 ) -> None:
     """Train a deterministic, adversarial, VI or HMC network and save it as an Ensemble."""
     from .. import data, nets, train as training
+    from ..fileio import check_writable
+    from .specs import model_config
 
     dev = use_device(device)
-    if method not in METHODS:
-        raise BayesLRPError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    if vi_lr_schedule not in VI_LR_SCHEDULES:
-        raise BayesLRPError(f"--vi-lr-schedule must be {' or '.join(VI_LR_SCHEDULES)}; "
-                            f"got {vi_lr_schedule!r}")
-    if not vi_init_std > 0:
-        raise BayesLRPError(f"--vi-init-std must be > 0; got {vi_init_std}")
-    if arch not in nets.ARCHITECTURES:
-        raise BayesLRPError(f"--arch must be one of {', '.join(nets.ARCHITECTURES)}; got {arch!r}")
+    cfg = model_config(dataset=dataset, arch=arch, method=method, seed=seed, device=device,
+                       data_dir=data_dir, options={
+                           "hidden": hidden, "channels": channels, "epochs": epochs, "lr": lr,
+                           "n_samples": n_samples, "init_std": vi_init_std,
+                           "lr_schedule": vi_lr_schedule, "adv_mode": adv_mode,
+                           "mode": hmc_mode, "subset": subset, "warmup": warmup})
+    spec = cfg.models[0]
+    check_writable(out, kind="dir", what="--out")
     if (out / "ensemble.json").exists() and not overwrite:
         raise BayesLRPError(f"{out} already holds a model; choose another --out or pass --overwrite")
+    from ..experiment.runner import data_problem
+
+    problem = data_problem(cfg)
+    if problem is not None:
+        raise BayesLRPError(problem)
     x, y = data.load(dataset, "train", data_dir=data_dir)
-    net = nets.build(arch, seed=seed, **_arch_kwargs(arch, dataset, hidden, channels, x.shape[1:]))
+    net = nets.build(arch, seed=seed, **_arch_kwargs(spec, x.shape[1:]))
     x, y = x.to(dev), y.to(dev)
     net = net.to(dev)
     started = time.perf_counter()
-    if method in ("det", "adv"):
-        common = dict(epochs=epochs or paper_epochs(arch, dataset), lr=lr or 1e-3, seed=seed)
-        if method == "det":
-            ens = training.deterministic(net, x, y, **common)
-        else:
-            ens = training.adversarial(net, x, y, mode=adv_mode, **common)
-    elif method == "vi":
-        ens = _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed,
-                        init_std=vi_init_std, lr_schedule=vi_lr_schedule)
-    else:
-        ens = training.hmc(net, x, y, n_samples=n_samples, warmup=warmup, mode=hmc_mode,
-                           subset=subset, seed=seed, checkpoint_dir=out / "hmc_checkpoint")
+    ens = _fit(training, spec, net, x, y, seed=seed, adv_mode=adv_mode, out=out)
     ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
     ens.save(out)
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
 
 
-def _train_vi(training, net, x, y, dataset, epochs, lr, n_samples, seed, **options):
-    from ..train.vi import PAPER_DEFAULTS
-
-    defaults = PAPER_DEFAULTS.get(dataset, PAPER_DEFAULTS["mnist"])
-    return training.vi(net, x, y, epochs=epochs or defaults["epochs"],
-                       lr=lr or defaults["lr"], n_samples=n_samples, seed=seed, **options)
+def _fit(training, spec, net, x, y, *, seed: int, adv_mode: str, out: Path):
+    """Train ``net`` as the validated model ``spec`` says (:mod:`bayeslrp.train`)."""
+    if spec.method in ("det", "adv"):
+        common = dict(epochs=spec.epochs, lr=spec.lr, seed=seed)
+        if spec.method == "det":
+            return training.deterministic(net, x, y, **common)
+        return training.adversarial(net, x, y, mode=adv_mode, **common)
+    if spec.method == "vi":
+        return training.vi(net, x, y, epochs=spec.epochs, lr=spec.lr, n_samples=spec.n_samples,
+                           seed=seed, init_std=spec.init_std, lr_schedule=spec.lr_schedule)
+    return training.hmc(net, x, y, n_samples=spec.n_samples, warmup=spec.warmup,
+                        mode=spec.mode, subset=spec.subset, seed=seed,
+                        checkpoint_dir=out / "hmc_checkpoint")
 
 
 @app.command()
@@ -115,13 +101,31 @@ def evaluate(
 ) -> None:
     """Print the test accuracy of a saved model's predictive mean."""
     from .. import data
+    from ..compat import check_data
     from ..ensemble import Ensemble
+    from .specs import check_data_dir
 
     dev = use_device(device)
+    check_data_dir(data_dir)
     ens = Ensemble.load(model, device=dev)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
+    n = ens.resolve_n(n_samples)
     x, y = data.load(name, "test", data_dir=data_dir)
-    acc = ens.accuracy(x, y, n_samples)
+    check_data(ens, x, y, dataset=name, n_classes=_n_classes(name), bounds=_bounds(name))
+    acc = ens.accuracy(x, y, n)
     typer.echo(f"{model}: {name} test accuracy {acc:.4f} ({ens.resolve_n(n_samples)} samples)")
+
+
+def _n_classes(name: str) -> int | None:
+    """Classes of a built-in dataset (None for a name the catalog does not know)."""
+    from .. import catalog
+
+    return catalog.DATASETS[name].n_classes if name in catalog.DATASETS else None
+
+
+def _bounds(name: str) -> tuple[float, float] | None:
+    from .. import catalog
+
+    return tuple(catalog.DATASETS[name].bounds) if name in catalog.DATASETS else None

@@ -21,6 +21,8 @@ Device = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps or auto (de
 Quiet = typer.Option(False, "--quiet", help="No progress bars.")
 ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or ray (a Ray "
                                                        "cluster; RAY_ADDRESS or a local one).")
+Wait = typer.Option(True, "--wait/--no-wait", help="When another run uses the run "
+                                                  "directory: wait for it (default) or stop.")
 Threads = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's "
                                                "choice). 1 is fastest on a busy shared "
                                                "machine.")
@@ -91,20 +93,24 @@ def print_summary(run_dir: Path) -> None:
                  + ["comparison", "test", "median difference", "n", "U", "p", "stars"])
 
 
-def _finish(run_dir: Path, started: float, computed: int, reused: int) -> None:
+def _figures_and_report(run_dir: Path) -> None:
+    """Draw the figures and write report.html (inside the run, before it is ``finished``)."""
     from .. import plots, report
 
     plots.make_all_figures(run_dir)
-    path = report.write_report(run_dir, figures=False)
+    report.write_report(run_dir, figures=False)
+
+
+def _finish(run_dir: Path, started: float, computed: int, reused: int) -> None:
     print_summary(run_dir)
     typer.echo(f"{computed} tasks computed, {reused} reused, {time.perf_counter() - started:.1f} s")
     typer.echo(f"results: {run_dir / 'results.parquet'}")
-    typer.echo(f"report:  {path}")
+    typer.echo(f"report:  {run_dir / 'report.html'}")
 
 
 def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
          threads: Optional[int], executor: str = "local", default_name: str | None = None,
-         skip_unavailable: bool = False) -> None:
+         skip_unavailable: bool = False, wait: bool = True) -> None:
     from ..experiment.runner import load_configs, run_experiment
 
     started = time.perf_counter()
@@ -122,7 +128,8 @@ def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
     target = run_dir if run_dir is not None else Path("runs") / (default_name or configs[0].name)
     result = run_experiment(configs, target, device=device, executor=executor,
                             progress=not quiet and sys.stderr.isatty(),
-                            skip_unavailable=skip_unavailable)
+                            skip_unavailable=skip_unavailable, lock_wait=None if wait else 0.0,
+                            on_finish=_figures_and_report)
     for line in result.plan.skipped:
         typer.echo(f"skipped {line}", err=True)
     _finish(result.run_dir, started, len(result.computed), len(result.reused))
@@ -132,9 +139,9 @@ def _run(config, run_dir: Optional[Path], device: Optional[str], quiet: bool,
 def run(config: Path = typer.Argument(..., help="Experiment config (YAML, see docs/config.md)."),
         run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
         quiet: bool = Quiet, threads: Optional[int] = Threads,
-        executor: str = ExecutorOpt) -> None:
+        executor: str = ExecutorOpt, wait: bool = Wait) -> None:
     """Run an experiment grid (resuming from a run directory), then draw figures and report."""
-    _run(config, run_dir, device, quiet, threads, executor)
+    _run(config, run_dir, device, quiet, threads, executor, wait=wait)
 
 
 @app.command("demo")
@@ -152,18 +159,24 @@ def demo(run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
 def reproduce(profile: str = typer.Option(..., "--profile", help="quick or paper."),
               run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
               quiet: bool = Quiet, threads: Optional[int] = Threads,
-              executor: str = ExecutorOpt) -> None:
+              executor: str = ExecutorOpt, wait: bool = Wait) -> None:
     """Run a packaged reproduction profile: quick (hours on CPU) or paper (the full grid)."""
     if profile not in PROFILES:
         raise BayesLRPError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     _run(packaged_config(profile), run_dir, device, quiet, threads, executor,
-         default_name=profile, skip_unavailable=True)
+         default_name=profile, skip_unavailable=True, wait=wait)
 
 
-def _existing_run(run_dir: Path) -> Path:
+def _existing_run(run_dir: Path, writes: tuple[str, ...] = ()) -> Path:
+    """A finished run directory whose outputs ``writes`` (file or dir names) can be written."""
+    from ..fileio import check_writable
+
     if not (run_dir / "results.parquet").is_file():
         raise BayesLRPError(f"{run_dir} has no results.parquet; run `bayeslrp run CONFIG "
                             f"--run-dir {run_dir}` first")
+    for name in writes:
+        check_writable(run_dir / name, kind="dir" if "." not in name else "file",
+                       what="run directory (or copy it somewhere writable)")
     return run_dir
 
 
@@ -172,7 +185,7 @@ def plot(run_dir: Path = typer.Argument(..., help="A finished run directory.")) 
     """Draw every figure a run directory supports into RUN_DIR/figures."""
     from .. import plots
 
-    files = plots.make_all_figures(_existing_run(run_dir))
+    files = plots.make_all_figures(_existing_run(run_dir, ("figures",)))
     typer.echo(f"{len(files)} figure files in {run_dir / 'figures'}")
 
 
@@ -182,6 +195,6 @@ def report_command(run_dir: Path = typer.Argument(..., help="A finished run dire
     """Write RUN_DIR/report.html (figures redrawn) and print the summary tables."""
     from .. import report
 
-    path = report.write_report(_existing_run(run_dir))
+    path = report.write_report(_existing_run(run_dir, ("figures", "report.html")))
     print_summary(run_dir)
     typer.echo(f"report: {path}")

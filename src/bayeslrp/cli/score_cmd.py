@@ -46,7 +46,10 @@ def score(
     from .. import attacks, data
     from ..ensemble import Ensemble
     from ..explainers import EXPLAINERS
+    from ..compat import check_data
     from ..scoring import robustness
+    from .model_cmd import _bounds, _n_classes
+    from .specs import data_options
 
     if explainer not in EXPLAINERS:
         raise BayesLRPError(f"--explainer must be one of {', '.join(EXPLAINERS.names())}; "
@@ -54,19 +57,19 @@ def score(
     if attack not in attacks.methods():
         raise BayesLRPError(f"--attack must be one of {', '.join(attacks.methods())}; "
                             f"got {attack!r}")
-    if not 0 < k <= 100:
-        raise BayesLRPError(f"--k must be in (0, 100]; got {k}")
-    if n_points < 10:
-        raise BayesLRPError(f"--n-points must be at least 10 (one per class); got {n_points}")
+    check_k(k)
     e_opts = _options(explainer_options, "--explainer-options")
     a_opts = _options(attack_options, "--attack-options")
+    check_attack(attack, a_opts)
     ens = Ensemble.load(model)
     n = ens.resolve_n(n_samples)
-    name = dataset or ens.meta.get("dataset")
+    name = dataset if dataset is not None else ens.meta.get("dataset")
     if not name:
         raise BayesLRPError("the model does not record its dataset; pass --dataset")
+    data_options(name, n_points, seed, data_dir)
     _check_options(explainer, e_opts, layer, ens)
     x_all, y_all = data.load(name, "test", data_dir=data_dir)
+    check_data(ens, x_all, y_all, dataset=name, n_classes=_n_classes(name), bounds=_bounds(name))
     points = data.balanced_subset(y_all, n=n_points, seed=seed)
     result = robustness(ens, x_all[points], y_all[points], explainer=explainer, attack=attack,
                         k=k, n_samples=n, seed=seed, layer=layer, explainer_params=e_opts,
@@ -95,3 +98,25 @@ def _check_options(explainer: str, options: dict, layer, ens) -> None:
     if layer is not None and layer not in nets.learnable_layers(ens.module):
         raise BayesLRPError(f"--layer {layer} is not a learnable layer of this model; choose "
                             f"one of {nets.learnable_layers(ens.module)}")
+
+
+def check_attack(attack: str, options: dict) -> None:
+    """Refuse ``--attack-options`` the attack's spec does not accept, before any work."""
+    from ..experiment.config import validate_spec
+    from ..plugins.attacks import ATTACK_METHODS
+
+    try:
+        validate_spec(ATTACK_METHODS.get(attack).Spec, {"method": attack, **options}, "attack")
+    except BayesLRPError as exc:
+        raise BayesLRPError(f"--attack-options: {exc}") from None
+
+
+def check_k(k: float) -> None:
+    """Validate ``--k`` with the config's ``metrics.k`` (a percentage in (0, 100])."""
+    from ..experiment.config import validate_spec
+    from ..experiment.config_sections import MetricsSpec
+
+    try:
+        validate_spec(MetricsSpec, {"k": [k]}, "option")
+    except BayesLRPError as exc:
+        raise BayesLRPError(f"--k: {str(exc).split(': ', 1)[-1]}") from None

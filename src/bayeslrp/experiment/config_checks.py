@@ -55,6 +55,13 @@ def _arch_updates(m: Any, data: Any) -> dict[str, Any]:
         raise ConfigIssue(("channels",), "only used by arch conv")
     if facts.takes_channels and m.channels is None:
         update["channels"] = CONV_CHANNELS_DEFAULT
+    size = catalog.parameter_count(m.arch, data.image_shape, update.get("hidden", m.hidden),
+                                   update.get("channels", m.channels), data.facts.n_classes)
+    if size is not None and size > catalog.MAX_PARAMETERS:
+        key = "channels" if m.channels is not None and m.hidden is None else "hidden"
+        raise ConfigIssue((key,), f"the {m.arch} net would have {size:.3g} parameters "
+                                  f"({4 * size / 2**30:.3g} GiB per sample), more than the "
+                                  f"{catalog.MAX_PARAMETERS:.3g} allowed; use a smaller {key}")
     return update
 
 

@@ -141,6 +141,9 @@ def _describe(err: dict, names: list[str], tags: dict) -> tuple[tuple, str]:
         disc = str((err.get("ctx") or {}).get("discriminator", "method")).strip("'\"")
         if etype == "union_tag_not_found":
             msg = f"missing; must be one of {_tags_hint(loc, tags)}"
+        else:
+            given = (err.get("ctx") or {}).get("tag", err.get("input"))
+            msg = f"unknown {disc} {given!r}; must be one of {_tags_hint(loc, tags)}"
         return loc + (disc,), msg
     if etype == "extra_forbidden" and loc and isinstance(loc[-1], str):
         close = difflib.get_close_matches(loc[-1], names, n=1)
@@ -164,13 +167,26 @@ def _tags_hint(loc: tuple, tags: dict) -> str:
     return ", ".join(names) if names else "the listed methods"
 
 
+def _real_errors(errors: list[dict]) -> list[dict]:
+    """``errors`` without pydantic's follow-on errors.
+
+    A container whose item failed is reported again at the container's own location (e.g. a
+    ``models`` tuple "should have at least 1 item" after its only item was rejected); such an
+    error, whose location is a prefix of another error's, says nothing new.
+    """
+    locs = [tuple(e.get("loc", ())) for e in errors]
+    kept = [e for e, loc in zip(errors, locs)
+            if not any(len(other) > len(loc) and other[:len(loc)] == loc for other in locs)]
+    return kept or errors
+
+
 def error_line(exc: ValidationError, data: Any, names: list[str] = (),
                tags: dict | None = None) -> str:
     """``config error at <path>: <message>`` for the first error of ``exc``.
 
     ``names``: known keys (for "did you mean"); ``tags``: section → discriminator values.
     """
-    errors = exc.errors()
+    errors = _real_errors(exc.errors())
     loc, msg = _describe(errors[0], list(names), tags or {})
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     line = f"config error at {_format_path(loc, data)}: {msg}{more}"

@@ -35,7 +35,7 @@ import re
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +46,8 @@ from bayeslrp.experiment.grid import Grid, Task, expand_grid
 from bayeslrp.experiment.stage_bars import StageBars
 from bayeslrp.experiment.stages import STAGES, ArtifactRef, StageContext
 from bayeslrp.experiment.store import Store
-from bayeslrp.fileio import atomic_write_text
+from bayeslrp.experiment.lock import LOCK_NAME, RunDirLock
+from bayeslrp.fileio import atomic_write_text, check_writable, fs_error, make_dirs
 
 __all__ = [
     "EXECUTORS", "Executor", "LocalExecutor", "Part", "Plan", "RunResult", "data_problem",
@@ -145,9 +146,10 @@ def _check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise BayesLRPError(f"run directory {run_dir} exists and is not a directory; choose "
                             f"another --run-dir")
+    check_writable(run_dir, kind="dir", what="--run-dir")
     if run_dir.is_dir():
         entries = {p.name for p in run_dir.iterdir()}
-        if entries and not entries & {"artifacts", "manifest.json"}:
+        if entries and not entries & {"artifacts", "manifest.json", LOCK_NAME}:
             raise BayesLRPError(f"{run_dir} is not empty and is not a bayeslrp run directory; "
                                 f"choose another --run-dir")
 
@@ -396,7 +398,8 @@ class RunResult:
 
 def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | None = None,
                    executor: str | Executor = "local", progress: bool = False,
-                   skip_unavailable: bool = False) -> RunResult:
+                   skip_unavailable: bool = False, lock_wait: float | None = None,
+                   on_finish: Callable[[Path], Any] | None = None) -> RunResult:
     """Validate, run (resuming from any stored artifacts) and write the run directory.
 
     Parameters
@@ -412,6 +415,13 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
         Progress bars per stage on stderr.
     skip_unavailable : bool
         Leave out documents whose dataset is not available instead of failing.
+    lock_wait : float or None
+        Another run holding the run directory (:class:`~bayeslrp.experiment.lock.RunDirLock`)
+        is waited for this many seconds (``None``: as long as it takes; ``0``: stop at once).
+    on_finish : callable, optional
+        ``on_finish(run_dir)`` runs under the lock before the run is recorded ``finished``
+        (the CLI draws the figures and writes the report there), so a run killed meanwhile
+        is not recorded as finished.
 
     Returns
     -------
@@ -420,7 +430,9 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
     Raises
     ------
     BayesLRPError
-        For user errors; problems with the config are found before anything is written.
+        For user errors; problems with the config and an unwritable run directory are found
+        before anything is written. A run directory that stops being writable mid-run is a
+        :class:`~bayeslrp.errors.FileSystemError`; the run is recorded ``interrupted``.
     """
     started = time.perf_counter()
     plan = plan_run(config, run_dir, device, skip_unavailable=skip_unavailable,
@@ -429,11 +441,34 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
         _executor_class(executor)
         if executor == "ray" and importlib.util.find_spec("ray") is None:
             raise BayesLRPError("the Ray executor needs Ray: pip install 'bayeslrp[ray]'")
+    make_dirs(plan.run_dir)
+    with RunDirLock(plan.run_dir, wait=lock_wait):
+        store = Store(plan.run_dir)
+        store.clean_tmp(older_than_s=0.0)  # nobody else writes here while we hold the lock
+        _begin(plan, store)
+        status = "failed"
+        try:
+            computed, reused, published = _execute(plan, store, executor, progress)
+            if on_finish is not None:
+                on_finish(plan.run_dir)
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        except OSError as exc:  # the run directory went away or read-only under us
+            status = "interrupted"
+            raise fs_error(exc, plan.run_dir) from None
+        finally:
+            store.end_run(status)
+    return RunResult(plan.run_dir, published.get("results"), computed, reused,
+                     time.perf_counter() - started, plan)
+
+
+def _begin(plan: Plan, store: Store) -> None:
+    """Open the run's manifest entry: config key, seeds, devices, torch flags."""
     from bayeslrp.devices import configure_torch
 
     torch_flags = [configure_torch(p.device) for p in plan.parts]
-    store = Store(plan.run_dir)
-    store.clean_tmp()
     seeds = {f"{p.config.name}.seed": p.config.seed for p in plan.parts}
     for p in plan.parts:
         seeds.update({f"model.{m.name}": (m.seed if m.seed is not None else p.config.seed)
@@ -445,22 +480,15 @@ def run_experiment(config: Any, run_dir: str | os.PathLike, *, device: str | Non
                            "torch": torch_flags,
                            "tasks": sum(len(p.grid) for p in plan.parts),
                            "skipped": list(plan.skipped)})
-    status = "failed"
+
+
+def _execute(plan: Plan, store: Store, executor, progress: bool):
+    """Every part's tasks, then :func:`finalize`: ``(computed, reused, published)``."""
     computed: list[tuple[str, float]] = []
     reused: list[str] = []
-    try:
-        for part in plan.parts:
-            ctx = StageContext(device=part.device, data_dir=part.config.data.data_dir)
-            stats = run_tasks(part.grid.tasks, store, ctx, executor=executor,
-                              progress=progress)
-            computed.extend(stats.computed)
-            reused.extend(stats.reused)
-        published = finalize(plan, store)
-        status = "finished"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.end_run(status)
-    return RunResult(plan.run_dir, published.get("results"), computed, reused,
-                     time.perf_counter() - started, plan)
+    for part in plan.parts:
+        ctx = StageContext(device=part.device, data_dir=part.config.data.data_dir)
+        stats = run_tasks(part.grid.tasks, store, ctx, executor=executor, progress=progress)
+        computed.extend(stats.computed)
+        reused.extend(stats.reused)
+    return computed, reused, finalize(plan, store)

@@ -21,40 +21,32 @@ across resumed runs.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from bayeslrp.errors import BayesLRPError
+from bayeslrp.errors import BayesLRPError, warn
 from bayeslrp.experiment.config import canonical_json, config_key
-from bayeslrp.fileio import atomic_write_json, sha256_bytes, sha256_file
+from bayeslrp.experiment.manifest import (MANIFEST_NAME, MANIFEST_REUSE_SAVE_INTERVAL,
+                                          ManifestMixin, machine_info, now, package_versions)
+from bayeslrp.fileio import dir_mode, fs_error, make_dirs, sha256_bytes, sha256_file
 
 __all__ = [
-    "ARTIFACT_FORMAT", "Store", "artifact_key", "machine_info", "package_versions",
+    "ARTIFACT_FORMAT", "MANIFEST_NAME", "MANIFEST_REUSE_SAVE_INTERVAL", "Store", "artifact_key", "machine_info", "package_versions",
     "table_to_bytes", "tensors_to_bytes",
 ]
 
 ARTIFACT_FORMAT = 1
 META_NAME = "meta.json"
-MANIFEST_NAME = "manifest.json"
-#: Records of *reused* tasks are saved at most this often (seconds). A rerun of a big grid
-#: reuses thousands of tasks in a second; rewriting the whole manifest for each was quadratic.
-#: Computed tasks and the end of a run are always saved at once.
-MANIFEST_REUSE_SAVE_INTERVAL = 1.0
 _KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _STAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_PACKAGES = ("torch", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "safetensors",
-             "pyyaml", "bayeslrp")
 
 Writer = Callable[[Path], None]
 
@@ -123,10 +115,6 @@ def table_to_bytes(table: Any) -> bytes:
     return buf.getvalue()
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -140,33 +128,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the results (``"not installed"`` if absent)."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = _metadata.version(name)
-        except _metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU count, torch version and threads, accelerator if any."""
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "processor": platform.processor(), "cpu_count": os.cpu_count()}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception as exc:  # torch broken or absent: record it, never fail a run for it
-        info["torch"] = f"unavailable ({type(exc).__name__})"
-    return info
-
-
-class Store:
+class Store(ManifestMixin):
     """Artifacts of one run directory, addressed by key.
 
     Parameters
@@ -178,7 +140,7 @@ class Store:
     def __init__(self, run_dir: str | os.PathLike):
         self.root = Path(run_dir)
         self.artifacts = self.root / "artifacts"
-        self.artifacts.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.artifacts)
         self._verified: set[str] = set()
         self._manifest: dict[str, Any] | None = None
         self._run: int | None = None
@@ -199,20 +161,24 @@ class Store:
         return None
 
     def _verify(self, path: Path, key: str) -> bool:
+        return self._problem(path, key) is None
+
+    def _problem(self, path: Path, key: str) -> str | None:
+        """Why the artifact at ``path`` does not verify, or None."""
         try:
             record = json.loads((path / META_NAME).read_text("utf-8"))
             if record.get("key") != key or not isinstance(record.get("files"), dict):
-                return False
+                return f"{META_NAME} does not describe it"
             for name, info in record["files"].items():
                 _check_name(name)
                 f = path / name
-                if not f.is_file() or f.stat().st_size != info["bytes"]:
-                    return False
-                if sha256_file(f) != info["sha256"]:
-                    return False
+                if not f.is_file():
+                    return f"{name} is missing"
+                if f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:
+                    return f"{name} does not match its checksum"
         except (OSError, ValueError, KeyError, TypeError, BayesLRPError):
-            return False
-        return True
+            return f"{META_NAME} is unreadable"
+        return None
 
     def _discard(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -229,9 +195,12 @@ class Store:
             return False
         if key in self._verified:
             return True
-        if self._verify(path, key):
+        problem = self._problem(path, key)
+        if problem is None:
             self._verified.add(key)
             return True
+        warn(f"artifact {path.parent.name}/{key[:12]}… is corrupt ({problem}); it is removed "
+             f"and computed again")
         self._discard(path)
         return False
 
@@ -270,6 +239,8 @@ class Store:
         if data is None or sha256_bytes(data) != info["sha256"]:
             self._verified.discard(key)
             self._discard(path)
+            warn(f"artifact {path.parent.name}/{key[:12]}… file {name} changed on disk; it is "
+                 f"removed")
             raise BayesLRPError(f"artifact {key[:12]}… file {name!r} changed on disk and was "
                                 f"removed; run the pipeline again to recompute it")
         return data
@@ -306,8 +277,12 @@ class Store:
         if self.has(key):
             return self.get_path(key)
         meta_text = canonical_json(dict(meta or {}))  # fail early on non-JSON metadata
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key[:16]}-"))
+        make_dirs(final.parent)
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{key[:16]}-"))
+            os.chmod(tmp, dir_mode())
+        except OSError as exc:
+            raise fs_error(exc, final.parent) from None
         try:
             if callable(files):
                 files(tmp)
@@ -328,7 +303,7 @@ class Store:
             if not listing:
                 raise BayesLRPError(f"artifact {key[:12]}… of stage {stage} has no files")
             record = {"format": ARTIFACT_FORMAT, "key": key, "stage": stage,
-                      "created": _now(), "files": listing, "meta": json.loads(meta_text)}
+                      "created": now(), "files": listing, "meta": json.loads(meta_text)}
             with open(tmp / META_NAME, "w", encoding="utf-8") as handle:
                 json.dump(record, handle, indent=2, sort_keys=True)
                 handle.flush()
@@ -342,8 +317,10 @@ class Store:
                     return final
                 self._discard(final)
                 os.rename(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             self._discard(tmp)
+            if isinstance(exc, OSError):
+                raise fs_error(exc, final) from None
             raise
         _fsync_dir(final.parent)
         self._verified.add(key)
@@ -372,89 +349,22 @@ class Store:
         return pd.read_parquet(io.BytesIO(self.read_bytes(key, name)), engine="pyarrow")
 
     def clean_tmp(self, older_than_s: float = 3600.0) -> int:
-        """Remove temporary directories left by killed writers; returns how many.
+        """Remove temporary files and directories left by killed writers; returns how many.
 
-        Only directories older than ``older_than_s`` are removed, so writers that are still
-        running are not disturbed.
+        Only those older than ``older_than_s`` are removed, so writers that are still running
+        are not disturbed; a run holding the run-directory lock passes 0.
         """
         removed = 0
         cutoff = time.time() - older_than_s
-        for tmp in self.artifacts.glob("*/.tmp-*"):
+        leftovers = [*self.artifacts.glob("*/.tmp-*"), *self.root.glob(".*.tmp")]
+        for tmp in leftovers:
             try:
                 if tmp.stat().st_mtime <= cutoff:
-                    self._discard(tmp)
+                    if tmp.is_dir():
+                        self._discard(tmp)
+                    else:
+                        tmp.unlink()
                     removed += 1
             except OSError:
                 continue
         return removed
-
-    # ------------------------------------------------------------------ manifest
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST_NAME
-
-    def load_manifest(self) -> dict[str, Any]:
-        """The manifest on disk (an empty one if there is none or it is unreadable)."""
-        try:
-            data = json.loads(self.manifest_path.read_text("utf-8"))
-            if isinstance(data, dict) and isinstance(data.get("runs"), list):
-                data.setdefault("artifacts", {})
-                return data
-        except (OSError, ValueError):
-            pass
-        return {"format": ARTIFACT_FORMAT, "runs": [], "artifacts": {}}
-
-    def _write_manifest(self) -> None:
-        assert self._manifest is not None
-        atomic_write_json(self.manifest_path, self._manifest)
-        self._last_save = time.monotonic()
-
-    def begin_run(self, *, config_key: str | None = None, seeds: Mapping[str, Any] | None = None,
-                  extra: Mapping[str, Any] | None = None) -> int:
-        """Start a new run entry in the manifest (kept: every earlier run); returns its index."""
-        manifest = self.load_manifest()
-        if self.manifest_path.exists() and not manifest["runs"]:
-            # unreadable manifest: keep it for inspection rather than overwrite silently
-            aside = self.manifest_path.with_name(f"{MANIFEST_NAME}.unreadable-{int(time.time())}")
-            os.replace(self.manifest_path, aside)
-        run = {"run": len(manifest["runs"]), "started": _now(), "finished": None,
-               "status": "running", "config_key": config_key, "seeds": dict(seeds or {}),
-               "machine": machine_info(), "packages": package_versions(),
-               "extra": json.loads(canonical_json(dict(extra or {}))), "stages": []}
-        manifest["runs"].append(run)
-        self._manifest = manifest
-        self._run = run["run"]
-        self._write_manifest()
-        return self._run
-
-    def record_stage(self, label: str, stage: str, key: str, *, computed: bool, seconds: float,
-                     **extra: Any) -> None:
-        """Record that a task was computed (with its time) or reused, and save the manifest.
-
-        A computed task is saved at once; reused ones at most every
-        ``MANIFEST_REUSE_SAVE_INTERVAL`` seconds and at :meth:`end_run` (a killed run may lose
-        the last second of *reuse* records, never an artifact or a computed record).
-        """
-        if self._manifest is None or self._run is None:
-            self.begin_run()
-        assert self._manifest is not None and self._run is not None
-        entry = {"label": label, "stage": stage, "key": key, "computed": bool(computed),
-                 "seconds": round(float(seconds), 6), "at": _now(), **extra}
-        self._manifest["runs"][self._run]["stages"].append(json.loads(canonical_json(entry)))
-        summary = self._manifest["artifacts"].setdefault(key, {"stage": stage, "labels": []})
-        if label not in summary["labels"]:
-            summary["labels"].append(label)
-        if computed:
-            summary["compute_seconds"] = entry["seconds"]
-            summary["computed_in_run"] = self._run
-        if computed or time.monotonic() - self._last_save >= MANIFEST_REUSE_SAVE_INTERVAL:
-            self._write_manifest()
-
-    def end_run(self, status: str = "finished") -> None:
-        """Close the current run entry with a status (``finished``, ``failed``, …)."""
-        if self._manifest is None or self._run is None:
-            return
-        run = self._manifest["runs"][self._run]
-        run["finished"], run["status"] = _now(), status
-        self._write_manifest()

@@ -58,7 +58,16 @@ def with_autograd(potential: Callable[[torch.Tensor], torch.Tensor]) -> Potentia
 
 def evaluate(potential_fn: PotentialFn, q: torch.Tensor) -> Point:
     """Call ``potential_fn`` at ``q`` and check its answer's shape."""
-    u, grad = potential_fn(q)
+    answer = potential_fn(q)
+    if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+        got = (f"a tensor of shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor)
+               else type(answer).__name__)
+        raise BayesLRPError(f"potential_fn must return (U, grad U); it returned {got}. For a "
+                            f"function returning only U, pass bl.mcmc.with_autograd(fn)")
+    u, grad = answer
+    if not isinstance(grad, torch.Tensor):
+        raise BayesLRPError(f"potential_fn returned a gradient of type {type(grad).__name__}; "
+                            f"it must return (U, grad U) with grad a tensor shaped like q")
     grad = grad.detach()
     if grad.shape != q.shape:
         raise BayesLRPError(

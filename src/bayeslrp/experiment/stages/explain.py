@@ -111,12 +111,16 @@ class ExplainStage(Stage):
         return seconds(flops, "explain", "explain")
 
     def run(self, params: dict, inputs: Mapping[str, Any], ctx) -> StageOutput:
+        from bayeslrp.compat import check_data
+
         ens = load_model(inputs["model"], ctx)
         model_facts = inputs["model"].facts["model"]
         explainer = explainer_from_params(params["rule"], params, is_bayesian(model_facts),
                                           layer=int(params["layer"]))
         n_list = [int(n) for n in params["n_samples"]]
-        mean, std = explain_cumulative(ens, images_of(inputs["images"]), explainer, n_list)
+        images = images_of(inputs["images"])
+        check_data(ens, images)
+        mean, std = explain_cumulative(ens, images, explainer, n_list)
         facts = {"model": model_facts, "images": image_facts(inputs["images"]),
                  "rule": params["rule"], "layer": int(params["layer"])}
         tensors = {"mean": mean, "std": std, "n_samples": torch.tensor(n_list, dtype=torch.int64)}

@@ -71,9 +71,13 @@ class PredictStage(Stage):
         return seconds(flops, "predict", "predict")
 
     def run(self, params, inputs, ctx):
+        from bayeslrp.compat import check_data
+
         ens = load_model(inputs["model"], ctx)
         n_list = [int(n) for n in params["n_samples"]]
-        probs = cumulative_probs(ens, images_of(inputs["images"]), n_list)
+        images = images_of(inputs["images"])
+        check_data(ens, images)  # holds by the config's fit checks; a saved model is not trusted
+        probs = cumulative_probs(ens, images, n_list)
         facts = {"model": inputs["model"].facts["model"], "images": image_facts(inputs["images"])}
         return StageOutput({PROBS_FILE: tensors_to_bytes(
             {"probs": probs, "n_samples": torch.tensor(n_list, dtype=torch.int64)})},
