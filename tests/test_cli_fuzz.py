@@ -468,7 +468,7 @@ def test_config_errors_have_no_phantom_and_more():
     with pytest.raises(bl.BayesLRPError) as info:
         bl.experiment.load_config(doc)
     assert "more)" not in str(info.value)
-    doc["models"][0]["epochs"] = 0  # two real errors: the count is right
+    doc["models"][0]["lr"] = -1.0  # two real errors: the count is right
     with pytest.raises(bl.BayesLRPError, match=r"\(and 1 more\)$"):
         bl.experiment.load_config(doc)
 

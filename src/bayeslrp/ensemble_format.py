@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError,
                       model_validator)
 
-from .errors import BayesLRPError
+from .errors import BayesLRPError, FileSystemError
 from .factories import FACTORY_PATTERN
 
 __all__ = ["FORMAT_VERSION", "READ_VERSIONS", "ArchitectureRecord", "ModelFileError",
@@ -126,7 +126,12 @@ def read_record(path: Path) -> RecordV1 | RecordV2:
     if not meta_path.is_file():
         raise ModelFileError(f"{path} is not a saved model: {META_FILE} is missing")
     try:
-        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        text = meta_path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise FileSystemError(meta_path, "is not readable",
+                              "ask its owner for read permission or copy the model") from None
+    try:
+        raw = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError):
         raise ModelFileError(f"{meta_path} is corrupt (not a bayeslrp model description)") from None
     if not isinstance(raw, dict):
