@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 
 # script -> its small-size arguments
 SMALL = {
-    "attacks.py": ["--images", "50", "--samples", "10", "--steps", "5"],
+    "attacks.py": ["--images", "50", "--samples", "10", "--steps", "5", "--slice-images", "2",
+                   "--slice-samples", "5"],
     "attacks_vs_torchattacks.py": ["--samples", "20", "--images", "200", "--steps", "5"],
     "explainers.py": ["--arch", "fc2", "--n-images", "10", "--samples", "4"],
     "gpu.py": [],  # one line and exit 0 without CUDA
