@@ -48,9 +48,10 @@ def race(contenders: dict, repeats: int = 3) -> tuple[dict, dict]:
     return outputs, times
 
 
-def comparison_arguments(description: str, repeats: int = 3):
+def comparison_setup(description: str, repeats: int = 3):
     """Parse the options every ours-against-theirs benchmark shares (``--archs --samples
-    --images --threads --repeats``), set the thread count, and return them."""
+    --images --threads --repeats``), set the thread count, load the MNIST points, measure the
+    matmul rate and print the machine line; return ``(args, x, rate)``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -62,13 +63,11 @@ def comparison_arguments(description: str, repeats: int = 3):
                         help="interleaved rounds, best counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    return args
-
-
-def print_header(args, rate: float) -> None:
-    """The machine line of a comparison benchmark."""
+    x, _ = mnist_points(args.images)
+    rate = matmul_flops_per_second()
     print(f"{machine()}; S = {args.samples}, {args.images} MNIST images; "
           f"matmul {rate / 1e9:.1f} GFLOP/s")
+    return args, x, rate
 
 
 def peak_rss_gib() -> float:

@@ -26,8 +26,8 @@ import torch
 
 import bayeslrp as bl
 
-from _common import (comparison_arguments, forward_flops, matmul_flops_per_second, mnist_points,
-                     print_header, print_rows, race, random_ensemble)
+from _common import (comparison_setup, forward_flops, matmul_flops_per_second, print_rows, race,
+                     random_ensemble)
 from _thirdparty import require
 
 
@@ -65,11 +65,8 @@ def float64_difference(zennit, ens, members, x, classes, n_members=4, n_images=5
 
 
 def main() -> None:
-    args = comparison_arguments(__doc__.splitlines()[0], repeats=2)
+    args, x, rate = comparison_setup(__doc__.splitlines()[0], repeats=2)
     zennit = require("zennit")
-    x, _ = mnist_points(args.images)
-    rate = matmul_flops_per_second()
-    print_header(args, rate)
     rows = []
     for arch in args.archs:
         ens, members = random_ensemble(arch, args.samples)

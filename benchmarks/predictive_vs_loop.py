@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from _common import (comparison_arguments, forward_flops, matmul_flops_per_second, mnist_points,
-                     print_header, print_rows, race, random_ensemble)
+from _common import (comparison_setup, forward_flops, matmul_flops_per_second, print_rows, race,
+                     random_ensemble)
 
 
 def member_loop(members, x, batch_size=2048):
@@ -26,10 +26,7 @@ def member_loop(members, x, batch_size=2048):
 
 
 def main() -> None:
-    args = comparison_arguments(__doc__.splitlines()[0])
-    x, _ = mnist_points(args.images)
-    rate = matmul_flops_per_second()
-    print_header(args, rate)
+    args, x, rate = comparison_setup(__doc__.splitlines()[0])
     rows = []
     for arch in args.archs:
         ens, members = random_ensemble(arch, args.samples)

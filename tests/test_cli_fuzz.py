@@ -8,9 +8,7 @@ root ignores file modes. Then one named test per case the issue lists.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import os
 import shutil
@@ -22,36 +20,13 @@ import torch
 import yaml
 
 import bayeslrp as bl
-from bayeslrp.cli import main
 
+from cli_cases import TINY, assert_one_line, call
 from unprivileged import nobody_ids, run_as_nobody
 
 NO_CUDA = not torch.cuda.is_available()
 NEEDS_NOBODY = pytest.mark.skipif(nobody_ids() is None,
                                   reason="needs root (to drop to nobody) and a nobody user")
-
-TINY = {
-    "name": "tiny", "seed": 0,
-    "data": {"dataset": "digits", "n_points": 10},
-    "models": [{"name": "m", "method": "det", "arch": "fc2", "hidden": 4, "epochs": 1}],
-    "attacks": [{"method": "fgsm"}],
-    "explain": {"n_samples": [1]},
-}
-
-
-def call(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_one_line(code: int, err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    return lines[0]
-
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under ``root`` with its size and mode (what a command may not change)."""

@@ -7,7 +7,6 @@ written (the user's umask).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -22,31 +21,10 @@ import pytest
 import yaml
 
 import bayeslrp as bl
-from bayeslrp.cli import main
 
+from cli_cases import TINY, call
+from cli_cases import assert_one_line as one_line
 from unprivileged import SRC, nobody_ids, run_as_nobody
-
-TINY = {
-    "name": "tiny", "seed": 0,
-    "data": {"dataset": "digits", "n_points": 10},
-    "models": [{"name": "m", "method": "det", "arch": "fc2", "hidden": 4, "epochs": 1}],
-    "attacks": [{"method": "fgsm"}],
-    "explain": {"n_samples": [1]},
-}
-
-
-def call(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def one_line(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def manifest(run_dir: Path) -> dict:

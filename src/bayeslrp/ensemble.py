@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -108,10 +109,10 @@ class Ensemble:
                 raise BayesLRPError(f"all modules of an ensemble must share one architecture: "
                                     f"module {j} differs from module 0 in "
                                     f"{_first_difference(shapes, _shapes(state))}")
-        params = {name: torch.stack([s[name].detach().clone() for s in states])
-                  for name in states[0]}
         if any(nets.spec_of(m) != nets.spec_of(modules[0]) for m in modules[1:]):
             raise BayesLRPError("all modules of an ensemble must share one architecture spec")
+        params = {name: torch.stack([s[name].detach().clone() for s in states])
+                  for name in states[0]}
         if factory is not None:
             return cls(_factory_spec(factory, kwargs, modules[0]), params, meta=meta,
                        module=modules[0])
@@ -379,13 +380,18 @@ def cpu_image_chunk(device: torch.device, activation_numel: int) -> int | None:
     return max(8, CPU_CHUNK_BYTES // (4 * max(activation_numel, 1)))
 
 
+_CHANNELS_LAST_OK: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+
+
 def _takes_channels_last(module: nn.Module) -> bool:
     """Whether ``module`` is a (nested) ``nn.Sequential`` of torch's own layers only: those accept
-    channels-last activations (``nn.Flatten`` reshapes); a user's ``forward`` may ``view`` them."""
-    if not isinstance(module, nn.Sequential):
-        return False
-    return all(isinstance(m, nn.Sequential) or type(m).__module__.startswith("torch.nn.")
-               for m in module.modules())
+    channels-last activations (``nn.Flatten`` reshapes); a user's ``forward`` may ``view`` them.
+    Decided once per module (attacks ask per sample and step)."""
+    if module not in _CHANNELS_LAST_OK:
+        _CHANNELS_LAST_OK[module] = isinstance(module, nn.Sequential) and all(
+            isinstance(m, nn.Sequential) or type(m).__module__.startswith("torch.nn.")
+            for m in module.modules())
+    return _CHANNELS_LAST_OK[module]
 
 
 def _sample_params(params: dict[str, torch.Tensor], j: int,

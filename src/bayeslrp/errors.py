@@ -41,6 +41,12 @@ class FileSystemError(BayesLRPError, OSError):
         return type(self), (self.path, self.problem, self.advice)
 
 
+def one_line(text, limit: int = 300) -> str:
+    """``text`` (e.g. an exception) with its whitespace collapsed, cut at ``limit`` characters:
+    a user's code may raise anything, and a report must stay one line."""
+    return " ".join(str(text).split())[:limit]
+
+
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr as one line (a repair the user should know of)."""
     import sys

@@ -12,17 +12,13 @@ import json
 import re
 from typing import Any, Callable
 
-from .errors import BayesLRPError
+from .errors import BayesLRPError, one_line
 
 __all__ = ["FACTORY_PATTERN", "build_factory", "call_builder", "factory_path", "import_factory",
            "json_kwargs"]
 
 #: ``package.module:function`` (the function may be a dotted attribute, ``mod:Class.make``).
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())[:300]
 
 
 def import_factory(path: str) -> Callable[..., Any]:
@@ -40,7 +36,7 @@ def import_factory(path: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # any error of the user's module is reported, not raised
         raise BayesLRPError(f"factory {path}: module {module_name!r} does not import "
-                            f"({type(exc).__name__}: {_one_line(exc)}); install it or put it "
+                            f"({type(exc).__name__}: {one_line(exc)}); install it or put it "
                             f"on PYTHONPATH") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -61,7 +57,7 @@ def json_kwargs(kwargs: dict | None, what: str = "factory kwargs") -> dict[str, 
         return json.loads(json.dumps(kwargs, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise BayesLRPError(f"{what} must be JSON values (numbers, strings, lists, mappings): "
-                            f"{_one_line(exc)}") from None
+                            f"{one_line(exc)}") from None
 
 
 def build_factory(path: str, kwargs: dict | None = None, seed: int | None = None):
@@ -87,7 +83,7 @@ def call_builder(fn, kwargs: dict, seed: int | None, what: str):
                 torch.default_generator.manual_seed(seed)
                 net = fn(**kwargs)
     except Exception as exc:
-        raise BayesLRPError(f"{what} raised {type(exc).__name__}: {_one_line(exc)}") from None
+        raise BayesLRPError(f"{what} raised {type(exc).__name__}: {one_line(exc)}") from None
     if not isinstance(net, nn.Module):
         raise BayesLRPError(f"{what} returned a {type(net).__name__}, not a torch.nn.Module")
     return net.eval()

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bayeslrp.errors import BayesLRPError
+from bayeslrp.errors import BayesLRPError, one_line
 from bayeslrp.plugins.spec import ConfigIssue
 
 __all__ = ["build_network", "check_arch_name", "check_model_arch", "learnable_layers", "load_weights",
@@ -78,7 +78,7 @@ def _probe(arch: str, kwargs_text: str, shape: tuple, n_classes: int, version: i
             out = net(torch.zeros((1, *shape), dtype=dtype))
     except Exception as exc:  # the user's forward
         raise BayesLRPError(f"{arch} cannot take images of shape {list(shape)}: "
-                            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+                            f"{type(exc).__name__}: {one_line(exc, 200)}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, n_classes):
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise BayesLRPError(f"{arch} returns {got} for one image; the data have {n_classes} "
@@ -203,7 +203,7 @@ def read_weights(path: str, sha256: str | None = None) -> dict:
                 " (read with torch.load(weights_only=True): save net.state_dict(), not the "
                 "module)")
         raise BayesLRPError(f"init_weights {file} cannot be read{hint}: {type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:160]}") from None
+                            f"{one_line(exc, 160)}") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise BayesLRPError(f"init_weights {file} is not a state dict (names to tensors)")

@@ -8,17 +8,13 @@ import copy
 import torch
 from torch import nn
 
-from ..errors import BayesLRPError
+from ..errors import BayesLRPError, one_line
 from .loop import check_training_data
 
 __all__ = ["preflight"]
 
 #: Images of the probe forward pass.
 PROBE_BATCH = 2
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}"
 
 
 def preflight(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -64,7 +60,8 @@ def preflight(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
         raise
     except Exception as exc:  # the user's forward: any failure is reported in one line
         raise BayesLRPError(f"{type(net).__name__} cannot take the training images of shape "
-                            f"{list(x.shape[1:])}: {_one_line(exc)}") from None
+                            f"{list(x.shape[1:])}: {type(exc).__name__}: "
+                            f"{one_line(exc, 240)}") from None
     finally:
         net.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != xb.shape[0]:
