@@ -50,7 +50,7 @@ def _rows(rng, name, method, arch, attack, rule, layer, n, k, k_pixels, own, poi
     return pd.DataFrame({
         "dataset": "synthetic", "model": name, "method": method, "arch": arch,
         "attack": attack, "attack_mode": "expected_gradient" if method in ("vi", "hmc") else "",
-        "rule": rule, "layer": np.int64(layer), "n_samples": np.int64(n),
+        "rule": rule, "explainer": rule, "layer": np.int64(layer), "n_samples": np.int64(n),
         "k": np.float64(k), "k_pixels": np.int64(k_pixels), "point": points, "label": labels,
         "pred_clean": pred_clean.astype(np.int64), "pred_adv": pred_adv.astype(np.int64),
         "success": (pred_clean == labels) & (pred_adv != labels),

@@ -58,6 +58,7 @@ def test_bad_options_are_config_errors(options, match):
 def test_new_explainers_run_through_the_grid(run):
     results = pd.read_parquet(run.results)
     assert set(results["rule"]) == {"epsilon", *OPTIONS, "epsilon_gamma_box"}
+    assert (results["explainer"] == results["rule"]).all()
     assert set(results["attack"]) == {"fgsm", "topk"}
     assert results["lrp_robustness"].between(0, 1).all()
 

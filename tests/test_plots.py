@@ -25,11 +25,15 @@ def run(tmp_path_factory):
     return bl.plots.load_run(path)
 
 
+#: The explainers of the ``made`` run, every one with saved heatmaps.
+EXPLAINERS = ("epsilon", "gamma", "alphabeta")
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A full fake run with every figure drawn once (shared by the file tests)."""
     path = write_fake_run(tmp_path_factory.mktemp("made") / "run", seed=5, attacks=("pgd",),
-                          n_points=30)
+                          n_points=30, heatmap_rules=EXPLAINERS)
     return path, bl.plots.make_all_figures(path)
 
 
@@ -210,9 +214,15 @@ def test_make_all_figures_writes_every_figure(made):
     stems = {n.rsplit(".", 1)[0] for n in names}
     for stem in stems:
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
-    prefixes = sorted(s.split("__")[0] for s in stems)
+    prefixes = sorted({s.split("__")[0] for s in stems})
     assert prefixes == ["fig1_layer_heatmaps", "fig2_differences", "fig3_rule_boxplots",
                         "fig4_scatter", "fig6_det_vs_bayes"]
+    # every figure of one explanation method is drawn once per explainer; Fig. 3 has them all
+    for prefix in ("fig1_layer_heatmaps", "fig2_differences", "fig4_scatter",
+                   "fig6_det_vs_bayes"):
+        drawn = sorted(s.rsplit("__", 1)[1] for s in stems if s.startswith(prefix))
+        assert drawn == sorted(EXPLAINERS * (len(drawn) // len(EXPLAINERS))), prefix
+        assert len(drawn) >= len(EXPLAINERS), prefix
     for f in files:
         assert f.parent == path / "figures" and f.stat().st_size > 1000
     index = json.loads((path / "figures" / "figures.json").read_text())
@@ -317,7 +327,8 @@ def test_figures_use_the_runs_explicit_baselines(other_run):
                                                  "fig3_rule_boxplots", "fig4_scatter",
                                                  "fig6_det_vs_bayes"}
     assert {s for s in stems if s.startswith("fig6")} == {
-        "fig6_det_vs_bayes__post__base_a__fgsm", "fig6_det_vs_bayes__post__base_b__fgsm"}
+        "fig6_det_vs_bayes__post__base_a__fgsm__epsilon",
+        "fig6_det_vs_bayes__post__base_b__fgsm__epsilon"}
     fig = bl.plots.rule_boxplots(run.results)
     assert "post" in fig._suptitle.get_text()
 

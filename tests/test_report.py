@@ -48,7 +48,9 @@ def test_report_is_self_contained(report):
                      "url("):
         assert external not in lowered, external
     n_figures = len(bl.plots.read_figure_index(path)["figures"])
-    assert n_figures == 10
+    # 3 explainers × 2 attacks for Fig. 2 and Fig. 4, 2 of Fig. 3, and Figs. 1 and 6 for the
+    # one explainer with saved heatmaps (ε) × 2 attacks
+    assert n_figures == 18
     assert len(decode_images(text)) == n_figures
     assert text.count("<img") == n_figures
 
@@ -175,7 +177,7 @@ def test_report_figures_load_in_headless_chromium(report, tmp_path):
     found = re.search(r"IMGCHECK\[([0-9,]*)\]", done.stdout)
     assert found, f"no result from chromium: {done.stderr[-500:]}"
     widths = [int(w) for w in found.group(1).split(",") if w]
-    assert len(widths) == text.count("<img") == 10
+    assert len(widths) == text.count("<img") == 18
     assert all(w > 100 for w in widths), widths
 
     shot = tmp_path / "report.png"
@@ -317,3 +319,19 @@ def test_manifest_tables_are_short():
     assert list(timings["stage"]) == ["explain", "total"]
     assert timings.iloc[0][["computed", "reused"]].tolist() == [40, 20]
     assert timings.iloc[0]["seconds"] == pytest.approx(30.0)
+
+
+def test_report_groups_each_figure_kind_by_explainer(report):
+    path, _, text = report
+    records = bl.plots.read_figure_index(path)["figures"]
+    fig2 = [r for r in records if r["stem"].startswith("fig2")]
+    assert {r["explainer"] for r in fig2} == {"epsilon", "gamma", "alphabeta"}
+    assert all(r["explainer"] is None for r in records if r["stem"].startswith("fig3"))
+    section = text[text.index("Fig. 2 — distributions"):text.index("Fig. 3 — robustness")]
+    heads = [section.index(f"<h4>{t}</h4>") for t in ("ε rule", "γ rule", "αβ rule")]
+    assert heads == sorted(heads)
+    # each explainer's gallery holds exactly its own figures
+    for title, rule in (("ε rule", "epsilon"), ("γ rule", "gamma"), ("αβ rule", "alphabeta")):
+        start = section.index(f"<h4>{title}</h4>")
+        end = min([i for i in (section.find("<h4>", start + 1),) if i > 0] or [len(section)])
+        assert section[start:end].count("<img") == sum(r["explainer"] == rule for r in fig2)

@@ -14,9 +14,9 @@ from bayeslrp.analysis.comparisons import (DIFFERENCE_COLUMNS, DIFFERENCES_FILE,
                                            SPEARMAN_COLUMNS, SPEARMAN_FILE, TABLE_ORDER,
                                            TEST_COLUMNS, TESTS_FILE, baseline_map,
                                            mann_whitney_tests, paired_differences,
-                                           spearman_table)
+                                           spearman_table, with_explainer_column)
 
 __all__ = ["DIFFERENCE_COLUMNS", "DIFFERENCES_FILE", "GROUP", "RESULTS_FILE", "RESULT_COLUMNS",
            "RESULT_ORDER", "SPEARMAN_COLUMNS", "SPEARMAN_FILE", "TABLE_ORDER", "TESTS_FILE",
            "TEST_COLUMNS", "baseline_map", "mann_whitney_tests",
-           "paired_differences", "spearman_table"]
+           "paired_differences", "spearman_table", "with_explainer_column"]

@@ -16,7 +16,7 @@ import pandas as pd
 __all__ = ["DIFFERENCE_COLUMNS", "DIFFERENCES_FILE", "GROUP", "RESULTS_FILE", "RESULT_COLUMNS",
            "RESULT_ORDER", "SPEARMAN_COLUMNS", "SPEARMAN_FILE", "TABLE_ORDER", "TESTS_FILE",
            "TEST_COLUMNS", "baseline_map", "mann_whitney_tests",
-           "paired_differences", "spearman_table"]
+           "paired_differences", "spearman_table", "with_explainer_column"]
 
 #: File names of the run-directory tables.
 RESULTS_FILE, DIFFERENCES_FILE = "results.parquet", "differences.parquet"
@@ -24,7 +24,7 @@ TESTS_FILE, SPEARMAN_FILE = "tests.parquet", "spearman.parquet"
 
 #: Columns of ``results.parquet`` in order (schema in docs/experiments.md).
 RESULT_COLUMNS = ("dataset", "model", "method", "arch", "attack", "attack_mode", "rule",
-                  "layer", "n_samples", "k", "k_pixels", "point", "label", "pred_clean",
+                  "explainer", "layer", "n_samples", "k", "k_pixels", "point", "label", "pred_clean",
                   "pred_adv", "success", "lrp_robustness", "nnz", "softmax_robustness",
                   "source_model", "own_sample")
 #: Sort order of ``results.parquet``.
@@ -35,16 +35,16 @@ GROUP = ["dataset", "attack", "rule", "layer", "k"]
 
 #: Columns of ``differences.parquet`` in order.
 DIFFERENCE_COLUMNS = ["dataset", "model", "method", "arch", "baseline", "attack",
-                      "attack_mode", "rule", "layer", "n_samples", "k", "point",
+                      "attack_mode", "rule", "explainer", "layer", "n_samples", "k", "point",
                       "lrp_robustness", "baseline_robustness", "diff", "softmax_robustness",
                       "baseline_softmax_robustness", "softmax_diff"]
-_TEST_KEYS = ["dataset", "baseline", "model", "method", "attack", "rule", "layer", "n_samples",
-              "k"]
+_TEST_KEYS = ["dataset", "baseline", "model", "method", "attack", "rule", "explainer", "layer",
+              "n_samples", "k"]
 #: Columns of ``tests.parquet`` in order.
 TEST_COLUMNS = _TEST_KEYS + ["test", "other", "other_n_samples", "n_images", "median_diff",
                              "median_other_diff", "u", "pvalue", "stars"]
-_SPEARMAN_KEYS = ["dataset", "model", "method", "arch", "attack", "rule", "layer", "n_samples",
-                  "k"]
+_SPEARMAN_KEYS = ["dataset", "model", "method", "arch", "attack", "rule", "explainer", "layer",
+                  "n_samples", "k"]
 #: Columns of ``spearman.parquet`` in order.
 SPEARMAN_COLUMNS = _SPEARMAN_KEYS + ["rho", "pvalue", "n"]
 
@@ -57,6 +57,20 @@ TABLE_ORDER = {
                  "k"],
     SPEARMAN_FILE: ["dataset", "model", "attack", "rule", "layer", "n_samples", "k"],
 }
+
+
+def with_explainer_column(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with an ``explainer`` column after ``rule`` (a copy of it) when it has none.
+
+    ``explainer`` names the explanation method of each row as the config lists it; ``rule``
+    is its older name, kept so that existing analyses still read. Tables written before
+    ``explainer`` existed gain it here.
+    """
+    if "explainer" in table.columns or "rule" not in table.columns:
+        return table
+    out = table.copy()
+    out.insert(int(out.columns.get_loc("rule")) + 1, "explainer", out["rule"])
+    return out
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -111,6 +125,7 @@ def paired_differences(results: pd.DataFrame,
         When the baseline has two rows for one image (a malformed results table).
     """
     cols = GROUP + ["point"]
+    results = with_explainer_column(results)
     frames = []
     for model, baseline in _pairs(baselines):
         mine = results[results["model"] == model]
@@ -208,6 +223,7 @@ def mann_whitney_tests(diffs: pd.DataFrame, own: set | frozenset = frozenset(),
         ``median_other_diff``: that of the adversarially trained model (``adv<bayes``; 0 for
         ``baseline<model``); ``u``: U of the first (lower) sample; ``pvalue`` and ``stars``.
     """
+    diffs = with_explainer_column(diffs)
     rows = _baseline_tests(diffs) + _adv_bayes_tests(diffs, own, bayesian)
     if not rows:
         return _empty(TEST_COLUMNS)
@@ -233,6 +249,7 @@ def spearman_table(results: pd.DataFrame) -> pd.DataFrame:
     from bayeslrp import stats
 
     rows = []
+    results = with_explainer_column(results)
     for key, g in results.groupby(_SPEARMAN_KEYS, sort=True):
         res = stats.spearman(g["lrp_robustness"], g["softmax_robustness"])
         rows.append({**dict(zip(_SPEARMAN_KEYS, key)), "rho": res.rho, "pvalue": res.pvalue,

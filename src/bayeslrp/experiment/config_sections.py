@@ -161,8 +161,10 @@ class RuleParams(StrictSpec):
 class ExplainSpec(StrictSpec):
     """Which explanations: explainers × layers, Bayesian means over the first n samples.
 
-    ``rules`` names registered explainers (the LRP rules ``epsilon``, ``gamma``,
-    ``alphabeta``, or user plug-ins); ``options.<name>`` holds a plug-in's own parameters.
+    ``methods`` lists the explainers, each a name or ``{method: NAME, ...params}``
+    (:mod:`bayeslrp.experiment.config_methods` expands it); ``rules`` is the shorthand: names
+    of registered explainers (the LRP rules ``epsilon``, ``gamma``, ``alphabeta``, or
+    plug-ins) with a plug-in's own parameters in ``options.<name>``.
     """
 
     rules: tuple_of(str) = ("epsilon",)
@@ -173,6 +175,13 @@ class ExplainSpec(StrictSpec):
     bayes: Literal["mean", "per_sample_argmax", "avg_prediction"] = "mean"
     output_seed: Literal["logit", "one"] = "logit"
     inner_seed: Literal["max", "all"] = "max"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _methods_form(cls, data: Any) -> Any:
+        from bayeslrp.experiment.config_methods import expand_methods
+
+        return expand_methods(data)
 
     @field_validator("layers", mode="before")
     @classmethod

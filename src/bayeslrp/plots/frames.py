@@ -31,7 +31,15 @@ BAYESIAN = ("vi", "hmc")
 JOIN_KEYS = ["dataset", "arch", "attack", "rule", "layer", "k", "point"]
 RULE_ORDER = ("epsilon", "gamma", "alphabeta")
 DATASET_ORDER = ("mnist", "fashion_mnist", "cifar10")
-RULE_TITLES = {"epsilon": "ε rule", "gamma": "γ rule", "alphabeta": "αβ rule"}
+#: Display names of the explainers (the LRP rules, the gradient family, the presets); any
+#: other explainer is shown by its registered name.
+RULE_TITLES = {"epsilon": "ε rule", "gamma": "γ rule", "alphabeta": "αβ rule",
+               "gradient": "gradient", "grad_x_input": "gradient × input",
+               "integrated_gradients": "integrated gradients", "smoothgrad": "SmoothGrad",
+               "noisegrad": "NoiseGrad", "fusiongrad": "FusionGrad",
+               "epsilon_plus": "LRP ε-plus composite",
+               "epsilon_alpha2_beta1": "LRP ε-α2β1 composite",
+               "epsilon_gamma_box": "LRP ε-γ-box composite", "composite": "LRP composite"}
 #: Figure method of a posterior sample attacked with its own gradient (own_attack_sample control):
 #: one network, drawn like the deterministic models, not as a posterior.
 OWN_SAMPLE = "own"

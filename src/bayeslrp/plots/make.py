@@ -23,7 +23,7 @@ from bayeslrp.fileio import atomic_write_json
 from .boxplots import rule_boxplots
 from .distributions import difference_distributions
 from .frames import (BAYESIAN, RULE_TITLES, det_bayes_pairs, k_label, mark_own_samples,
-                     metric_k, paired_differences, pick_rule, select)
+                     metric_k, ordered_rules, paired_differences, select)
 from .manifold import manifold_figure
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
 from .rundir import RunData, load_run
@@ -45,6 +45,8 @@ class FigureRecord:
     title: str
     caption: str
     files: list[str] = field(default_factory=list)
+    #: the one explanation method the figure shows (``None``: several or none)
+    explainer: str | None = None
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _Plan:
     title: str
     caption: str
     draw: Callable
+    explainer: str | None = None
 
 
 def _safe(name: object) -> str:
@@ -69,6 +72,12 @@ def _rule_name(rule: str) -> str:
     return RULE_TITLES.get(rule, f"{rule} rule")
 
 
+def _explainers(df: pd.DataFrame) -> list[str]:
+    """The explainers of ``df`` (the ``rule`` column) in display order: every figure that
+    shows one explanation method is drawn once per explainer."""
+    return [str(r) for r in ordered_rules(df["rule"].unique())]
+
+
 # --------------------------------------------------------------------------- plans
 
 
@@ -80,28 +89,35 @@ def _plan_layer_heatmaps(run: RunData, skipped: list[dict]) -> list[_Plan]:
         return []
     plans = []
     for model in dets:
-        rule = pick_rule(select(df, model=model), None)
-        for attack in _attacks(select(df, model=model)):
-            keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
-            if not keys:
-                skipped.append({"figure": f"fig1 {model} {attack}",
-                                "reason": f"no heatmaps saved for {model}/{attack}/{rule}"})
-                continue
-            n = min(k.n_samples for k in keys)
-            keys = [k for k in keys if k.n_samples == n]
-
-            def draw(keys=keys):
-                return layer_heatmaps([run.heatmaps(k) for k in keys], k=FIGURE_K)
-
-            plans.append(_Plan(
-                f"fig1_layer_heatmaps__{_safe(model)}__{_safe(attack)}",
-                f"Fig. 1 — layer heatmaps of {model} under {attack}",
-                f"LRP heatmaps ({_rule_name(rule)}) of an image x and its {attack} adversarial "
-                f"x̃ at every learnable layer ({', '.join(str(k.layer) for k in keys)}) of the "
-                f"deterministic network {model}. Each row (one layer) is scaled jointly to "
-                f"[−1, 1] and only its top-{FIGURE_K}% pixels by |R| are shown; red positive, "
-                f"blue negative relevance.", draw))
+        for rule in _explainers(select(df, model=model)):
+            for attack in _attacks(select(df, model=model)):
+                plan = _layer_heatmaps_plan(run, model, rule, attack, skipped)
+                if plan is not None:
+                    plans.append(plan)
     return plans
+
+
+def _layer_heatmaps_plan(run: RunData, model: str, rule: str, attack: str,
+                         skipped: list[dict]) -> _Plan | None:
+    keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
+    if not keys:
+        skipped.append({"figure": f"fig1 {model} {attack} {rule}",
+                        "reason": f"no heatmaps saved for {model}/{attack}/{rule}"})
+        return None
+    n = min(k.n_samples for k in keys)
+    keys = [k for k in keys if k.n_samples == n]
+
+    def draw(keys=keys):
+        return layer_heatmaps([run.heatmaps(k) for k in keys], k=FIGURE_K)
+
+    return _Plan(
+        f"fig1_layer_heatmaps__{_safe(model)}__{_safe(attack)}__{_safe(rule)}",
+        f"Fig. 1 — layer heatmaps of {model} under {attack}, {_rule_name(rule)}",
+        f"Heatmaps ({_rule_name(rule)}) of an image x and its {attack} adversarial "
+        f"x̃ at every learnable layer ({', '.join(str(k.layer) for k in keys)}) of the "
+        f"deterministic network {model}. Each row (one layer) is scaled jointly to "
+        f"[−1, 1] and only its top-{FIGURE_K}% pixels by |R| are shown; red positive, "
+        f"blue negative relevance.", draw, rule)
 
 
 def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
@@ -116,11 +132,11 @@ def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
         return []
     plans = []
     for det, model in pairs:
-        rule = pick_rule(select(df, model=model), None)
-        for attack in _attacks(select(df, model=model)):
-            plan = _det_vs_bayes_plan(run, det, model, rule, attack, skipped)
-            if plan is not None:
-                plans.append(plan)
+        for rule in _explainers(select(df, model=model)):
+            for attack in _attacks(select(df, model=model)):
+                plan = _det_vs_bayes_plan(run, det, model, rule, attack, skipped)
+                if plan is not None:
+                    plans.append(plan)
     return plans
 
 
@@ -131,7 +147,7 @@ def _det_vs_bayes_plan(run: RunData, det: str, model: str, rule: str, attack: st
     det_keys = run.heatmap_keys(model=det, attack=attack, rule=rule)
     layers = sorted({k.layer for k in bay_keys} & {k.layer for k in det_keys})
     if not layers:
-        skipped.append({"figure": f"fig6 {model} {attack}",
+        skipped.append({"figure": f"fig6 {model} {attack} {rule}",
                         "reason": f"no heatmaps saved for both {det} and {model} "
                                   f"({attack}, {rule})"})
         return None
@@ -141,7 +157,7 @@ def _det_vs_bayes_plan(run: RunData, det: str, model: str, rule: str, attack: st
     try:
         point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey))
     except BayesLRPError as exc:
-        skipped.append({"figure": f"fig6 {model} {attack}", "reason": str(exc)})
+        skipped.append({"figure": f"fig6 {model} {attack} {rule}", "reason": str(exc)})
         return None
 
     def draw(dkey=dkey, bkey=bkey):
@@ -149,12 +165,12 @@ def _det_vs_bayes_plan(run: RunData, det: str, model: str, rule: str, attack: st
         return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey), k=FIGURE_K)
 
     return _Plan(
-        f"fig6_det_vs_bayes__{_safe(model)}__{_safe(det)}__{_safe(attack)}",
-        f"Fig. 6 — {det} vs {model} heatmaps under {attack}",
-        f"LRP heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and its "
+        f"fig6_det_vs_bayes__{_safe(model)}__{_safe(det)}__{_safe(attack)}__{_safe(rule)}",
+        f"Fig. 6 — {det} vs {model} heatmaps under {attack}, {_rule_name(rule)}",
+        f"Heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and its "
         f"{attack} adversarial for the single network {det} (top row) and the Bayesian "
         f"network {model} with {bkey.n_samples} posterior samples (bottom row); "
-        f"top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: {note}.", draw)
+        f"top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: {note}.", draw, rule)
 
 
 def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
@@ -170,33 +186,20 @@ def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
     plans = []
     for (dataset, arch), group in diffs.groupby(["dataset", "arch"], sort=True):
         part = select(df, dataset=dataset, arch=arch)
-        rule = pick_rule(group, None)
-        for attack in _attacks(group):
-            n_points = select(group, attack=attack, rule=rule)["point"].nunique()
-
-            def draw(dataset=dataset, arch=arch, attack=attack, rule=rule, part=part):
-                return difference_distributions(part, dataset, arch, attack, rule,
-                                                baselines=baselines)
-
-            plans.append(_Plan(
-                f"fig2_differences__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__"
-                f"{_safe(rule)}",
-                f"Fig. 2 — robustness differences, {dataset} {arch}, {attack}",
-                f"Per-image LRP robustness differences to the baseline "
-                f"{group['baseline'].iloc[0]} (compare.baseline) on {dataset} ({arch}), "
-                f"{attack} attack, {_rule_name(rule)}, {label} pixels, {n_points} attacked "
-                f"points; one panel "
-                f"per learnable layer, medians in the legend. Positive values: the model's "
-                f"explanation changed less under attack than the baseline's.", draw))
+        for rule in _explainers(group):
+            for attack in _attacks(group):
+                plans.append(_difference_plan(part, group, dataset, arch, attack, rule,
+                                              label, baselines))
     for attack in _attacks(diffs):
         def draw(attack=attack):
             return rule_boxplots(df, attack=attack, baselines=baselines)
 
         plans.append(_Plan(
             f"fig3_rule_boxplots__{_safe(attack)}",
-            f"Fig. 3 — robustness differences over rules, {attack}",
-            f"LRP robustness differences to the baseline (compare.baseline) under {attack} "
-            f"for every LRP rule (columns) and dataset/architecture (rows) at the last "
+            f"Fig. 3 — robustness differences over explainers, {attack}",
+            f"Explanation robustness differences to the baseline (compare.baseline) under "
+            f"{attack} for every explainer (columns: LRP rules, other explanation methods) and "
+            f"dataset/architecture (rows) at the last "
             f"learnable layer, {label} pixels; Bayesian models with their largest sample "
             f"count. Stars above a box: one-sided Mann-Whitney U test that the baseline's "
             f"robustness is stochastically lower than the model's; stars on a bracket: the "
@@ -206,26 +209,49 @@ def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
     return plans
 
 
+def _difference_plan(part: pd.DataFrame, group: pd.DataFrame, dataset: str, arch: str,
+                     attack: str, rule: str, label: str, baselines: dict) -> _Plan:
+    n_points = select(group, attack=attack, rule=rule)["point"].nunique()
+
+    def draw():
+        return difference_distributions(part, dataset, arch, attack, rule, baselines=baselines)
+
+    return _Plan(
+        f"fig2_differences__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__{_safe(rule)}",
+        f"Fig. 2 — robustness differences, {dataset} {arch}, {attack}, {_rule_name(rule)}",
+        f"Per-image robustness differences to the baseline "
+        f"{group['baseline'].iloc[0]} (compare.baseline) on {dataset} ({arch}), "
+        f"{attack} attack, {_rule_name(rule)}, {label} pixels, {n_points} attacked points; one "
+        f"panel per learnable layer, medians in the legend. Positive values: the model's "
+        f"explanation changed less under attack than the baseline's.", draw, rule)
+
+
 def _plan_scatter(run: RunData, skipped: list[dict]) -> list[_Plan]:
     df = run.results
     plans = []
     label = k_label(df, metric_k(df))
     for (dataset, arch), part in df.groupby(["dataset", "arch"], sort=True):
-        rule = pick_rule(part, None)
-        for attack in _attacks(part):
-            def draw(part=part, dataset=dataset, arch=arch, attack=attack, rule=rule):
-                return robustness_scatter(part, dataset, arch, attack, rule)
-
-            plans.append(_Plan(
-                f"fig4_scatter__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__{_safe(rule)}",
-                f"Fig. 4 — LRP vs softmax robustness, {dataset} {arch}, {attack}",
-                f"Per-image LRP robustness ({label}, {_rule_name(rule)}) against softmax "
-                f"robustness 1 − ‖p(x) − p(x̃)‖∞ on {dataset} ({arch}) under {attack}, one "
-                f"panel per learnable layer, one colour per model and sample count; ρ is "
-                f"Spearman's rank correlation.", draw))
+        for rule in _explainers(part):
+            for attack in _attacks(part):
+                plans.append(_scatter_plan(part, dataset, arch, attack, rule, label))
     if not plans:
         skipped.append({"figure": "fig4", "reason": "the results table is empty"})
     return plans
+
+
+def _scatter_plan(part: pd.DataFrame, dataset: str, arch: str, attack: str, rule: str,
+                  label: str) -> _Plan:
+    def draw():
+        return robustness_scatter(part, dataset, arch, attack, rule)
+
+    return _Plan(
+        f"fig4_scatter__{_safe(dataset)}__{_safe(arch)}__{_safe(attack)}__{_safe(rule)}",
+        f"Fig. 4 — explanation vs softmax robustness, {dataset} {arch}, {attack}, "
+        f"{_rule_name(rule)}",
+        f"Per-image explanation robustness ({label}, {_rule_name(rule)}) against softmax "
+        f"robustness 1 − ‖p(x) − p(x̃)‖∞ on {dataset} ({arch}) under {attack}, one "
+        f"panel per learnable layer, one colour per model and sample count; ρ is "
+        f"Spearman's rank correlation.", draw, rule)
 
 
 def _plan_manifold(run: RunData, skipped: list[dict]) -> list[_Plan]:
@@ -314,7 +340,7 @@ def make_all_figures(run_dir: str | Path, formats=FORMATS) -> list[Path]:
         fig.clear()
         written.extend(files)
         records.append(FigureRecord(plan.stem, plan.title, plan.caption,
-                                    [f.name for f in files]))
+                                    [f.name for f in files], plan.explainer))
     for item in skipped:
         log.warning("figure %s skipped: %s", item["figure"], item["reason"])
     # Files this function drew last time but not now are stale: remove them.

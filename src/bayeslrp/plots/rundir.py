@@ -32,7 +32,8 @@ RESULT_COLUMNS: dict[str, str] = {
     "lrp_robustness": "f", "nnz": "i", "softmax_robustness": "f",
 }
 #: Columns that older run directories lack (same dtype codes); checked when present.
-OPTIONAL_COLUMNS: dict[str, str] = {"k_pixels": "i", "source_model": "O", "own_sample": "i"}
+OPTIONAL_COLUMNS: dict[str, str] = {"k_pixels": "i", "source_model": "O", "own_sample": "i",
+                                    "explainer": "O"}
 
 _HEATMAP_NAME = re.compile(
     r"^(?P<model>.+?)__(?P<attack>.+?)__(?P<rule>.+?)__layer(?P<layer>-?\d+)__n(?P<n>\d+)"
@@ -150,8 +151,10 @@ def validate_results(df: pd.DataFrame, source: str = "results table") -> pd.Data
     if missing:
         raise BayesLRPError(f"{source} lacks the columns {', '.join(missing)}; it was not written "
                             f"by this version of bayeslrp — rerun the experiment")
-    out = df.copy()
-    expected = {**RESULT_COLUMNS, **{c: t for c, t in OPTIONAL_COLUMNS.items() if c in df}}
+    from bayeslrp.analysis import with_explainer_column
+
+    out = with_explainer_column(df.copy())
+    expected = {**RESULT_COLUMNS, **{c: t for c, t in OPTIONAL_COLUMNS.items() if c in out}}
     for column, kind in expected.items():
         values = out[column]
         try:

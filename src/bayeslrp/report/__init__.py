@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bayeslrp.fileio import atomic_write_text, sha256_file
-from bayeslrp.plots.frames import k_label, metric_k, ordered_rules
+from bayeslrp.plots.frames import RULE_TITLES, k_label, metric_k, ordered_rules
 from bayeslrp.plots.make import make_all_figures, read_figure_index
 from bayeslrp.plots.rundir import RunData, load_run
 
@@ -137,7 +137,7 @@ def _overview(run: RunData) -> str:
 
     items = [("results rows", len(df)), ("datasets", values("dataset")),
              ("architectures", values("arch")), ("models", values("model")),
-             ("attacks", values("attack")), ("LRP rules", values("rule")),
+             ("attacks", values("attack")), ("explainers", values("rule")),
              ("layers", values("layer")), ("posterior samples", values("n_samples")),
              ("attacked points", int(df["point"].nunique()) if len(df) else 0),
              ("top-k for metrics", k_label(df, k)),
@@ -150,11 +150,26 @@ def _overview(run: RunData) -> str:
 _FIGURE_GROUPS = {
     "fig1": "Fig. 1 — heatmaps at every layer of a deterministic network",
     "fig2": "Fig. 2 — distributions of per-image robustness differences",
-    "fig3": "Fig. 3 — robustness differences over LRP rules, with tests",
-    "fig4": "Fig. 4 — LRP robustness vs softmax robustness",
+    "fig3": "Fig. 3 — robustness differences over explainers, with tests",
+    "fig4": "Fig. 4 — explanation robustness vs softmax robustness",
     "fig6": "Fig. 6 — deterministic vs Bayesian heatmaps",
     "manifold": "Off-manifold share of gradients and heatmaps vs posterior samples",
 }
+
+
+def _by_explainer(items: list[tuple[str | None, str]]) -> str:
+    """A figure group's galleries, one per explainer (with its heading when there are several)."""
+    explainers = {e for e, _ in items if e is not None}
+    if len(explainers) < 2:
+        return f"<div class=\"gallery\">{''.join(html for _, html in items)}</div>"
+    order = ordered_rules(explainers)
+    parts = []
+    for explainer in [*order, None]:
+        chosen = [html for e, html in items if e == explainer]
+        if chosen:
+            title = RULE_TITLES.get(explainer, explainer) if explainer else "other"
+            parts.append(f"<h4>{esc(title)}</h4><div class=\"gallery\">{''.join(chosen)}</div>")
+    return "".join(parts)
 
 
 def _figures(run: RunData) -> str:
@@ -170,11 +185,11 @@ def _figures(run: RunData) -> str:
         else:
             html_part = figure_html(path.read_bytes(), str(record.get("title", "")),
                                     str(record.get("caption", "")), f"fig-{i}")
-        groups.setdefault(group, []).append(html_part)
+        groups.setdefault(group, []).append((record.get("explainer"), html_part))
     parts = []
     for group, items in groups.items():
         heading = _FIGURE_GROUPS.get(group, group)
-        parts.append(f"<h3>{esc(heading)}</h3><div class=\"gallery\">{''.join(items)}</div>")
+        parts.append(f"<h3>{esc(heading)}</h3>{_by_explainer(items)}")
     if not parts:
         parts.append('<p class="note">No figures were drawn.</p>')
     if index["skipped"]:

@@ -19,8 +19,9 @@ from bayeslrp.fileio import atomic_write_bytes
 __all__ = ["CompareStage", "RESULTS_SCHEMA", "TABLE_FILES"]
 
 # Version of the results table's columns, part of the compare key: 2 added source_model and
-# own_sample (the controls); 3 made k a float (fractional percentages) and added k_pixels.
-RESULTS_SCHEMA = 3
+# own_sample (the controls); 3 made k a float (fractional percentages) and added k_pixels;
+# 4 added explainer (the explanation method; ``rule`` is its older name).
+RESULTS_SCHEMA = 4
 RESULTS_FILE, DIFFERENCES_FILE = analysis.RESULTS_FILE, analysis.DIFFERENCES_FILE
 TESTS_FILE, SPEARMAN_FILE = analysis.TESTS_FILE, analysis.SPEARMAN_FILE
 TABLE_FILES = (RESULTS_FILE, DIFFERENCES_FILE, TESTS_FILE, SPEARMAN_FILE)
@@ -46,7 +47,8 @@ def results_table(params: dict, inputs) -> pd.DataFrame:
         df.insert(4, "attack", entry["attack"])
         df.insert(5, "attack_mode", facts["attack"].get("mode", ""))
         df.insert(6, "rule", entry["rule"])
-        df.insert(7, "layer", np.int64(entry["layer"]))
+        df.insert(7, "explainer", entry["rule"])
+        df.insert(8, "layer", np.int64(entry["layer"]))
         # the model whose attack made x̃ (transfer control) and the posterior sample used as
         # a deterministic net (own-attack control; -1: none)
         df["source_model"] = entry.get("source_model", entry["model"])
