@@ -37,7 +37,7 @@ MODES = ("expected_gradient", "predictive", "per_sample_average")
 def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
          n_samples: int | None = None, mode: str = "expected_gradient",
          targeted: torch.Tensor | None = None, batch_size: int | None = None, *,
-         bounds: tuple[float, float] | None = None) -> torch.Tensor:
+         bounds: tuple[float, float] | None = None, checkpoint=None) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015) against an ensemble.
 
     ``x̃ = clamp(x + eps · sign(∇x L), lo, hi)`` with ``L`` the cross-entropy of the true label
@@ -64,6 +64,10 @@ def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
         Images per chunk (default: as many as fit 1 GiB of activations).
     bounds : (float, float), optional
         Pixel value range every point is clamped to (default [0, 1]).
+    checkpoint : ChunkCheckpoint, optional
+        Save every finished image chunk there and reuse the chunks saved by an earlier,
+        interrupted call (:class:`bayeslrp.attacks.checkpoint.ChunkCheckpoint`); the points
+        are the same either way.
 
     Returns
     -------
@@ -72,14 +76,14 @@ def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: flo
     """
     return _sign_attack(ens, x, y, eps=eps, steps=1, alpha=eps, n_samples=n_samples, mode=mode,
                         random_start=False, restarts=1, targeted=targeted, seed=0,
-                        batch_size=batch_size, bounds=bounds)
+                        batch_size=batch_size, bounds=bounds, checkpoint=checkpoint)
 
 
 def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
         steps: int = 40, alpha: float = 0.01, n_samples: int | None = None,
         mode: str = "expected_gradient", random_start: bool = True, restarts: int = 1,
         targeted: torch.Tensor | None = None, seed: int = 0, batch_size: int | None = None, *,
-        bounds: tuple[float, float] | None = None) -> torch.Tensor:
+        bounds: tuple[float, float] | None = None, checkpoint=None) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) against an ensemble.
 
     From a uniform random start in the ε-ball (clamped to ``bounds``, default [0, 1]), ``steps``
@@ -90,7 +94,7 @@ def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
 
     Parameters
     ----------
-    ens, x, y, eps, n_samples, mode, targeted, batch_size, bounds
+    ens, x, y, eps, n_samples, mode, targeted, batch_size, bounds, checkpoint
         As in :func:`fgsm`.
     steps : int
         Number of steps (paper: 40).
@@ -111,7 +115,8 @@ def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
     """
     return _sign_attack(ens, x, y, eps=eps, steps=steps, alpha=alpha, n_samples=n_samples,
                         mode=mode, random_start=random_start, restarts=restarts,
-                        targeted=targeted, seed=seed, batch_size=batch_size, bounds=bounds)
+                        targeted=targeted, seed=seed, batch_size=batch_size, bounds=bounds,
+                        checkpoint=checkpoint)
 
 
 def loss_per_image(ens: Ensemble, x: torch.Tensor, labels: torch.Tensor, n_samples: int,
@@ -150,7 +155,7 @@ def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.T
 
 
 def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start, restarts,
-                 targeted, seed, batch_size, bounds) -> torch.Tensor:
+                 targeted, seed, batch_size, bounds, checkpoint=None) -> torch.Tensor:
     x, y, bounds = data_args(x, y, bounds)
     if mode not in MODES:
         raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; "
@@ -178,23 +183,34 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
     graph_samples = 1 if loops_over_samples(device) else n
     chunks = list(image_chunks(ens, x0_all, graph_samples, batch_size))
     groups = _sample_groups(ens, n) if per_sample else None
+    if checkpoint is not None:
+        checkpoint.begin({"images": list(x.shape), "samples": n, "mode": mode,
+                          "restarts": int(restarts), "steps": int(steps),
+                          "chunks": [[sl.start, sl.stop] for sl in chunks]})
     best = best_obj = None
-    for _ in range(int(restarts)):
+    for restart in range(int(restarts)):
         noise = None
         if random_start:
             # drawn for the whole batch at once so the points do not depend on batch_size
             noise = (torch.rand(state_shape, generator=generator) * 2 - 1).to(device)
         finals = []
-        for sl in chunks:
+        for i, sl in enumerate(chunks):
+            saved = checkpoint.get(restart, i) if checkpoint is not None else None
+            if saved is not None:
+                finals.append(saved.to(device))
+                continue
             x0 = x0_all[sl]
             labels = labels_all[sl]
             if per_sample:
-                finals.append(_per_sample_steps(groups, x0, labels, noise, sl, mode, direction,
-                                                eps, alpha, int(steps), bounds))
-                continue
-            start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps, bounds)
-            finals.append(_run_steps(ens, start, x0, labels, n, mode, direction, eps, alpha,
-                                     int(steps), bounds))
+                final = _per_sample_steps(groups, x0, labels, noise, sl, mode, direction,
+                                          eps, alpha, int(steps), bounds)
+            else:
+                start = x0 if noise is None else project(x0 + eps * noise[sl], x0, eps, bounds)
+                final = _run_steps(ens, start, x0, labels, n, mode, direction, eps, alpha,
+                                   int(steps), bounds)
+            if checkpoint is not None:
+                checkpoint.put(restart, i, final)
+            finals.append(final)
         x_adv = torch.cat(finals, dim=1 if per_sample else 0)
         if restarts == 1:
             best = x_adv

@@ -66,7 +66,13 @@ class AttackStage(Stage):
             explainer = explainer_from_params(spec["rule"], params["explain"], bayesian,
                                               layer=None)
         bounds = tuple(inputs["data"].facts.get("bounds", (0.0, 1.0)))  # a user dataset's
-        x_adv = method.run(ens, x, y, spec, seed=seed, explainer=explainer, bounds=bounds)
+        resume = {}
+        if method.resumable and ctx.scratch is not None:
+            from bayeslrp.attacks.checkpoint import ChunkCheckpoint
+
+            resume["checkpoint"] = ChunkCheckpoint(ctx.scratch / "chunks")
+        x_adv = method.run(ens, x, y, spec, seed=seed, explainer=explainer, bounds=bounds,
+                           **resume)
         n = int(spec["n_samples"])
         facts = {"model": model_facts,
                  "attack": {"source": "attack", "method": spec["method"],

@@ -12,6 +12,9 @@ library dispatcher (:func:`bayeslrp.attacks.run_attack`) and the CLI alike. It o
 
 Attacks on explanations set ``uses_explainer = True``: they receive the
 :class:`~bayeslrp.explainers.Explainer` of the output-layer explanation they attack.
+Attacks that set ``resumable = True`` take ``checkpoint=`` (a
+:class:`~bayeslrp.attacks.checkpoint.ChunkCheckpoint` in the task's scratch directory): a
+killed run resumes them from their last finished image chunk.
 """
 from __future__ import annotations
 
@@ -49,6 +52,8 @@ class AttackMethod:
     Spec: ClassVar[type[AttackSpecBase]]
     #: An attack on explanations: :meth:`run` gets the attacked explainer.
     uses_explainer: ClassVar[bool] = False
+    #: :meth:`run` takes ``checkpoint=`` and saves its finished image chunks there.
+    resumable: ClassVar[bool] = False
     #: Spec keys that do not change the attacked images (left out of the artifact key).
     unkeyed: ClassVar[frozenset[str]] = frozenset({"name", "transfer_from"})
 

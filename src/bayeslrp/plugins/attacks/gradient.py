@@ -35,6 +35,8 @@ class PGDAttack(AttackSpecBase):
 
 
 class _GradientMethod(AttackMethod):
+    resumable = True
+
     def mode(self, spec, bayesian):
         return spec.get("mode", "") if bayesian else ""
 
@@ -45,11 +47,12 @@ class FGSMMethod(_GradientMethod):
     name = "fgsm"
     Spec = FGSMAttack
 
-    def run(self, ens, x, y, spec, *, seed, explainer=None, bounds=(0.0, 1.0)):
+    def run(self, ens, x, y, spec, *, seed, explainer=None, bounds=(0.0, 1.0),
+            checkpoint=None):
         from bayeslrp import attacks
 
         return attacks.fgsm(ens, x, y, eps=spec["eps"], n_samples=int(spec["n_samples"]),
-                            mode=spec["mode"], bounds=bounds)
+                            mode=spec["mode"], bounds=bounds, checkpoint=checkpoint)
 
 
 class PGDMethod(_GradientMethod):
@@ -58,7 +61,8 @@ class PGDMethod(_GradientMethod):
     name = "pgd"
     Spec = PGDAttack
 
-    def run(self, ens, x, y, spec, *, seed, explainer=None, bounds=(0.0, 1.0)):
+    def run(self, ens, x, y, spec, *, seed, explainer=None, bounds=(0.0, 1.0),
+            checkpoint=None):
         import torch
 
         from bayeslrp import attacks
@@ -72,4 +76,5 @@ class PGDMethod(_GradientMethod):
         return attacks.pgd(ens, x, y, eps=spec["eps"], steps=spec["steps"], alpha=spec["alpha"],
                            n_samples=int(spec["n_samples"]), mode=spec["mode"],
                            restarts=spec["restarts"], targeted=targeted,
-                           seed=attack_seed(seed, "pgd-start"), bounds=bounds)
+                           seed=attack_seed(seed, "pgd-start"), bounds=bounds,
+                           checkpoint=checkpoint)
