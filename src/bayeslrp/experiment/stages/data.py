@@ -44,14 +44,21 @@ class DataStage(Stage):
 
     def preflight(self, config) -> str | None:
         from bayeslrp import data
+        from bayeslrp.data.registry import get_spec
 
         if config.data.is_user:
             return None  # the files were read and checked with the config
         info = data.info(config.data.dataset, data_dir=config.data.data_dir, check=False)
         if info["source"] != "missing":
             return None
-        return (f"{config.data.dataset} data not found; run `bayeslrp data fetch "
-                f"{config.data.dataset}` or set data.data_dir")
+        name = config.data.dataset
+        spec = get_spec(name)
+        if hasattr(spec, "archive"):  # CIFAR: say which file goes where (no download needed)
+            return (f"{name} data not found; put {spec.archive} (or its unpacked "
+                    f"{spec.archive_dir}/) in a "
+                    f"directory named by data.data_dir or $BAYESLRP_DATA, or run `bayeslrp "
+                    f"data fetch {name}`")
+        return f"{name} data not found; run `bayeslrp data fetch {name}` or set data.data_dir"
 
 
 def _points(params, y):
