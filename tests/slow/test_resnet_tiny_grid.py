@@ -6,6 +6,7 @@ Run with ``pytest tests/slow/test_resnet_tiny_grid.py -m slow -s``.
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -20,12 +21,10 @@ CONFIG = """
 name: resnet-tiny
 seed: 0
 device: cpu
-data: {dataset: cifar_synthetic, n_points: 20, n_train: 500}
+data: {dataset: cifar_synthetic, n_points: 20, n_train: 1000}
 models:
-  - {name: det, method: det, arch: resnet20, epochs: 2, optimizer: sgd, lr: 0.05, momentum: 0.9,
-     weight_decay: 1.0e-4, augment: crop_flip}
-  - {name: adv, method: adv, arch: resnet20, epochs: 2, optimizer: sgd, lr: 0.05, momentum: 0.9,
-     weight_decay: 1.0e-4, augment: crop_flip, adv_eps: 0.03}
+  - {name: det, method: det, arch: resnet20, epochs: 2}
+  - {name: adv, method: adv, arch: resnet20, epochs: 2, augment: crop_flip, adv_eps: 0.03}
   - {name: vi, method: vi, arch: resnet20, epochs: 2, lr: 1.0e-2, n_samples: 10,
      mu_init_std: 0.1, init_std: 0.126928}
 attacks:
@@ -52,3 +51,6 @@ def test_tiny_resnet_grid_runs_to_a_report(tmp_path):
     assert sorted(set(results["layer"])) == RESNET_LAYERS
     assert set(results.loc[results["model"] == "vi", "n_samples"]) == {10}
     assert results["lrp_robustness"].notna().any()
+    models = {m["name"]: m["test_accuracy"] for m in json.loads((run_dir / "models.json")
+                                                                 .read_text())}
+    print("test accuracy (chance 0.1):", {k: round(v, 3) for k, v in models.items()})
