@@ -25,8 +25,7 @@ data: {dataset: cifar_synthetic, n_points: 20, n_train: 1000}
 models:
   - {name: det, method: det, arch: resnet20, epochs: 2}
   - {name: adv, method: adv, arch: resnet20, epochs: 2, augment: crop_flip, adv_eps: 0.03}
-  - {name: vi, method: vi, arch: resnet20, epochs: 2, lr: 1.0e-2, n_samples: 10,
-     mu_init_std: 0.1, init_std: 0.126928}
+  - {name: vi, method: vi, arch: resnet20, epochs: 2, lr: 1.0e-2, n_samples: 10}
 attacks:
   - {method: fgsm, eps: 0.03}
   - {method: pgd, eps: 0.03, steps: 10, alpha: 0.01}
