@@ -30,6 +30,7 @@ SMALL = {
     "lrp_vs_zennit.py": ["--samples", "20", "--images", "50"],
     "manifold.py": ["--points", "200"],
     "predictive_vs_loop.py": ["--samples", "20", "--images", "500"],
+    "resnet.py": ["--samples", "2", "--images", "10", "--steps", "5", "--layers", "all"],
     "store.py": ["--tasks", "200"],
     "train.py": ["--batches", "20"],
     "train_vs_loop.py": ["--images", "1000"],

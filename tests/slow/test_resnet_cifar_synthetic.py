@@ -23,20 +23,27 @@ def test_det_and_adv_resnet20_beat_chance(data):
     x, y, xt, yt = data
     net = bl.nets.build("resnet20")
     det = bl.train.deterministic(net, x, y, epochs=3, progress=False)
-    assert det.accuracy(xt, yt) > 0.5  # chance 0.1; measured 0.97 (2-core CPU)
+    acc = det.accuracy(xt, yt)
+    print(f"resnet20 det accuracy {acc:.3f}")
+    assert acc > 0.5  # chance 0.1; measured 0.97 (2-core CPU)
     sgd = bl.train.TrainOptions(optimizer="sgd", momentum=0.9, weight_decay=1e-4,
                                 lr_milestones=(2,), augment="crop_flip")
     adv = bl.train.adversarial(net, x, y, eps=0.03, epochs=3, lr=0.05, progress=False,
                                options=sgd)
-    assert adv.accuracy(xt, yt) > 0.25
+    acc = adv.accuracy(xt, yt)
+    print(f"resnet20 adv (SGD, crop_flip) accuracy {acc:.3f}")
+    assert acc > 0.25
 
 
 def test_vi_resnet20_beats_chance_and_moves_batchnorm(data):
     x, y, xt, yt = data
     net = bl.nets.build("resnet20")
     vi = bl.train.vi(net, x, y, epochs=3, lr=1e-2, n_samples=4, progress=False)
-    assert vi.accuracy(xt, yt) > 0.4  # measured 0.74
+    acc = vi.accuracy(xt, yt)
+    print(f"resnet20 VI accuracy {acc:.3f}")
+    assert acc > 0.4  # measured 0.74
     start = dict(net.named_buffers())
     moved = [k for k, v in start.items() if k.endswith("running_mean")
              and not torch.equal(vi.params[k][0], v)]
+    print(f"resnet20 VI: {len(moved)} BatchNorm running means moved")
     assert len(moved) == sum(k.endswith("running_mean") for k in start)

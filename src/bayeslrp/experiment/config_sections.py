@@ -77,12 +77,16 @@ class DataSpec(StrictSpec):
     ``dataset`` is a built-in name or a user's own files (:class:`UserDataSpec`).
     ``n_train`` draws a seeded random subset of the training split; it is a property of the
     data, shared by every model of the config (seeded by the config's ``seed``).
+    ``points``: ``balanced`` (default: ``n_points / n_classes`` per class, seeded, without
+    replacement) or ``first_n`` (the first ``n_points`` test images, as the original's CIFAR-10
+    code).
     """
 
     dataset: Annotated[Union[Annotated[Literal[tuple(catalog.DATASETS)], Tag("name")],
                              Annotated[UserDataSpec, Tag("files")]],
                        Discriminator(_dataset_kind)]
     n_points: PosInt
+    points: Literal["balanced", "first_n"] = "balanced"
     n_train: PosInt | None = None
     data_dir: str | None = None
     shape: Annotated[tuple[PosInt, PosInt, PosInt], Field(strict=False)] | None = None
@@ -91,12 +95,13 @@ class DataSpec(StrictSpec):
     def _check(self) -> "DataSpec":
         facts = self.facts
         per = 10 if not self.is_user else facts.n_classes
-        if self.n_points % per:
+        if self.points == "balanced" and self.n_points % per:
             raise ConfigIssue(("n_points",), f"must be divisible by {per} (n/{per} points per "
                                              f"class); got {self.n_points}")
         if self.n_points > facts.max_points:
+            what = "balanced " if self.points == "balanced" else ""
             raise ConfigIssue(("n_points",), f"{self.name} has at most {facts.max_points} "
-                                             f"balanced test points; got {self.n_points}")
+                                             f"{what}test points; got {self.n_points}")
         if self.n_train is not None and self.n_train > facts.train_size:
             raise ConfigIssue(("n_train",), f"{self.name} has {facts.train_size} training "
                                             f"images; got {self.n_train}")

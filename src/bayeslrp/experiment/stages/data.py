@@ -17,25 +17,26 @@ def images_of(ref):
 
 
 class DataStage(Stage):
-    """Params: ``dataset``, ``n_points``, ``shape``, ``seed``. Output ``data.safetensors`` with
-    ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set indices, sorted)."""
+    """Params: ``dataset``, ``n_points``, ``shape``, ``seed`` (and ``points: first_n`` when the
+    config asks for the first test images instead of a balanced subset). Output
+    ``data.safetensors`` with ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set
+    indices, sorted)."""
 
     name = "data"
 
     def plan(self, planner) -> None:
         cfg = planner.config
-        planner.shared["data"] = planner.add(
-            "data", {"dataset": cfg.data.param, "n_points": cfg.data.n_points,
-                     "shape": list(cfg.data.image_shape), "seed": cfg.seed}, {}, "data")
+        params = {"dataset": cfg.data.param, "n_points": cfg.data.n_points,
+                  "shape": list(cfg.data.image_shape), "seed": cfg.seed}
+        if cfg.data.points != "balanced":  # the default stays out of the key
+            params["points"] = cfg.data.points
+        planner.shared["data"] = planner.add("data", params, {}, "data")
 
     def run(self, params, inputs, ctx):
         from bayeslrp import data
 
         x, y = load_split(params["dataset"], "test", params["shape"], ctx)
-        n_classes = dataset_classes(params["dataset"])
-        points = data.balanced_subset(y, int(params["n_points"]),
-                                      seed=stage_seed(params["seed"], "points"),
-                                      n_classes=n_classes)
+        points = _points(params, y)
         tensors = {"x": x[points].contiguous(), "y": y[points].contiguous(), "points": points}
         return StageOutput({DATA_FILE: tensors_to_bytes(tensors)},
                            {"facts": _facts(params["dataset"]),
@@ -43,14 +44,38 @@ class DataStage(Stage):
 
     def preflight(self, config) -> str | None:
         from bayeslrp import data
+        from bayeslrp.data.registry import get_spec
 
         if config.data.is_user:
             return None  # the files were read and checked with the config
         info = data.info(config.data.dataset, data_dir=config.data.data_dir, check=False)
         if info["source"] != "missing":
             return None
-        return (f"{config.data.dataset} data not found; run `bayeslrp data fetch "
-                f"{config.data.dataset}` or set data.data_dir")
+        name = config.data.dataset
+        spec = get_spec(name)
+        if hasattr(spec, "archive"):  # CIFAR: say which file goes where (no download needed)
+            return (f"{name} data not found; put {spec.archive} (or its unpacked "
+                    f"{spec.archive_dir}/) in a "
+                    f"directory named by data.data_dir or $BAYESLRP_DATA, or run `bayeslrp "
+                    f"data fetch {name}`")
+        return f"{name} data not found; run `bayeslrp data fetch {name}` or set data.data_dir"
+
+
+def _points(params, y):
+    """Test-set indices of the attacked points: balanced (seeded) or the first n."""
+    import torch
+
+    from bayeslrp import data
+    from bayeslrp.errors import BayesLRPError
+
+    n = int(params["n_points"])
+    if params.get("points", "balanced") == "first_n":
+        if n > y.numel():
+            raise BayesLRPError(f"points: first_n asks for {n} test images; the test split "
+                                f"has {y.numel()}")
+        return torch.arange(n)
+    return data.balanced_subset(y, n, seed=stage_seed(params["seed"], "points"),
+                                n_classes=dataset_classes(params["dataset"]))
 
 
 def _facts(dataset) -> dict:
