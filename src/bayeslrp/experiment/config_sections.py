@@ -174,7 +174,7 @@ class ExplainSpec(StrictSpec):
     options: dict[str, dict[str, Any]] | None = None
     bayes: Literal["mean", "per_sample_argmax", "avg_prediction"] = "mean"
     output_seed: Literal["logit", "one"] = "logit"
-    inner_seed: Literal["max", "all"] = "max"
+    inner_seed: Literal["max", "all", "original"] = "max"
 
     @model_validator(mode="before")
     @classmethod
