@@ -84,6 +84,9 @@ class DataSpec(StrictSpec):
                        Discriminator(_dataset_kind)]
     n_points: PosInt
     n_train: PosInt | None = None
+    #: ``balanced``: n/K points per class without replacement; ``original``: the original
+    #: code's draw, n/K per class with replacement, ordered by class (docs/compat.md).
+    points_draw: Literal["balanced", "original"] = "balanced"
     data_dir: str | None = None
     shape: Annotated[tuple[PosInt, PosInt, PosInt], Field(strict=False)] | None = None
 

@@ -17,23 +17,28 @@ def images_of(ref):
 
 
 class DataStage(Stage):
-    """Params: ``dataset``, ``n_points``, ``shape``, ``seed``. Output ``data.safetensors`` with
-    ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set indices, sorted)."""
+    """Params: ``dataset``, ``n_points``, ``shape``, ``seed`` (and ``draw: original`` for the
+    original code's draw, :func:`~bayeslrp.data.subsets.original_subset`). Output ``data.safetensors`` with
+    ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set indices: sorted, or by class for the original draw)."""
 
     name = "data"
 
     def plan(self, planner) -> None:
         cfg = planner.config
-        planner.shared["data"] = planner.add(
-            "data", {"dataset": cfg.data.param, "n_points": cfg.data.n_points,
-                     "shape": list(cfg.data.image_shape), "seed": cfg.seed}, {}, "data")
+        params = {"dataset": cfg.data.param, "n_points": cfg.data.n_points,
+                  "shape": list(cfg.data.image_shape), "seed": cfg.seed}
+        if cfg.data.points_draw != "balanced":  # the default stays out of the key
+            params["draw"] = cfg.data.points_draw
+        planner.shared["data"] = planner.add("data", params, {}, "data")
 
     def run(self, params, inputs, ctx):
         from bayeslrp import data
 
         x, y = load_split(params["dataset"], "test", params["shape"], ctx)
         n_classes = dataset_classes(params["dataset"])
-        points = data.balanced_subset(y, int(params["n_points"]),
+        draw = (data.original_subset if params.get("draw") == "original"
+                else data.balanced_subset)
+        points = draw(y, int(params["n_points"]),
                                       seed=stage_seed(params["seed"], "points"),
                                       n_classes=n_classes)
         tensors = {"x": x[points].contiguous(), "y": y[points].contiguous(), "points": points}
