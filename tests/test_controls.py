@@ -256,6 +256,10 @@ def test_drivers_table(run, results):
     mw = mann_whitney(det["lrp_robustness"], bay["lrp_robustness"], "less")
     assert row["wilcoxon p"] == pytest.approx(w.pvalue, nan_ok=True)
     assert row["mann-whitney p"] == pytest.approx(mw.pvalue, nan_ok=True)
+    _, low, high = bl.analysis.median_diff_interval(
+        (bay["lrp_robustness"] - det["lrp_robustness"]).to_numpy())
+    assert row["diff 95% CI"] == f"[{low:+.3f}, {high:+.3f}]"
+    assert low <= row["median diff vs baseline"] <= high
     K = bl.metrics.topk_count(64, 20)
     assert row["share nnz < K"] == pytest.approx(float((bay["nnz"] < K).mean()))
     det_row = table[(table["condition"] == "Det") & (table["attack"] == "fgsm_pred")
