@@ -256,6 +256,10 @@ def test_drivers_table(run, results):
     mw = mann_whitney(det["lrp_robustness"], bay["lrp_robustness"], "less")
     assert row["wilcoxon p"] == pytest.approx(w.pvalue, nan_ok=True)
     assert row["mann-whitney p"] == pytest.approx(mw.pvalue, nan_ok=True)
+    _, low, high = bl.analysis.median_diff_interval(
+        (bay["lrp_robustness"] - det["lrp_robustness"]).to_numpy())
+    assert row["diff 95% CI"] == f"[{low:+.3f}, {high:+.3f}]"
+    assert low <= row["median diff vs baseline"] <= high
     K = bl.metrics.topk_count(64, 20)
     assert row["share nnz < K"] == pytest.approx(float((bay["nnz"] < K).mean()))
     det_row = table[(table["condition"] == "Det") & (table["attack"] == "fgsm_pred")
@@ -339,8 +343,9 @@ def test_compat_original_expands_to_the_listed_settings():
     assert (spec.model("hmc").mode, spec.model("det").channels) == ("full", 32)
     # every listed setting differs from the spec default
     assert set(COMPAT_ORIGINAL) == {"attacks.mode", "metrics.topk_mode", "metrics.ties",
-                                    "explain.output_seed", "explain.bayes", "models.mode",
-                                    "models.channels"}
+                                    "explain.output_seed", "explain.inner_seed",
+                                    "explain.bayes", "models.mode", "models.channels"}
+    assert (orig.explain.inner_seed, spec.explain.inner_seed) == ("original", "max")
     # the resolved config shows what ran and loads back to the same config
     text = dump_config(orig)
     assert "per_sample_average" in text and "topk_mode: signed" in text
@@ -374,7 +379,8 @@ def test_compat_changes_keys_like_the_explicit_settings():
     for a in explicit["attacks"][:2]:
         a["mode"] = "per_sample_average"
     explicit["metrics"] = {"topk_mode": "signed", "ties": "index"}
-    explicit["explain"] = {"output_seed": "one", "bayes": "per_sample_argmax"}
+    explicit["explain"] = {"output_seed": "one", "inner_seed": "original",
+                           "bayes": "per_sample_argmax"}
     explicit["models"][0]["channels"] = explicit["models"][1]["channels"] = 16
     explicit["models"][3]["mode"] = "blocks"
     a = expand_grid(load_config({**COMPAT_BASE, "compat": "original"}))

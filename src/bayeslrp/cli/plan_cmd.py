@@ -12,8 +12,9 @@ from .app import app
 
 @app.command("plan")
 def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (YAML)."),
-         profile: Optional[str] = typer.Option(None, "--profile", help="quick or paper: a "
-                                               "packaged profile instead of CONFIG."),
+         profile: Optional[str] = typer.Option(None, "--profile", help="A packaged profile "
+                                               "(quick, quick-original, quick-fashion, "
+                                               "saliency, paper) instead of CONFIG."),
          run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="A run directory: "
                                                 "say what is done and what is left."),
          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the run "
@@ -32,7 +33,7 @@ def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (
 
         device_type(device)
     if (config is None) == (profile is None):
-        raise BayesLRPError("give either CONFIG or --profile quick|paper")
+        raise BayesLRPError(f"give either CONFIG or --profile {'|'.join(PROFILES)}")
     if profile is not None and profile not in PROFILES:
         raise BayesLRPError(f"--profile must be one of {', '.join(PROFILES)}; got {profile!r}")
     if threads is not None:

@@ -14,9 +14,9 @@ pixel bounds, which the attacks take in place of the images.
 from bayeslrp.data.api import fetch, info, load
 from bayeslrp.data.locations import ENV_CACHE, ENV_DATA, ENV_MIRROR
 from bayeslrp.data.registry import DATASETS
-from bayeslrp.data.subsets import balanced_subset
+from bayeslrp.data.subsets import balanced_subset, original_subset
 from bayeslrp.data.user import Dataset, from_arrays, from_file
 from bayeslrp.data.verify import ChecksumMismatch, DataWarning
 
-__all__ = ["DATASETS", "load", "fetch", "info", "balanced_subset", "ChecksumMismatch", "DataWarning",
+__all__ = ["DATASETS", "load", "fetch", "info", "balanced_subset", "original_subset", "ChecksumMismatch", "DataWarning",
            "ENV_DATA", "ENV_CACHE", "ENV_MIRROR", "Dataset", "from_arrays", "from_file"]

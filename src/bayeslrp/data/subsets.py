@@ -68,3 +68,33 @@ def balanced_subset(y: torch.Tensor | np.ndarray, n: int = 500, seed: int = 0,
     rank = torch.arange(labels.numel()) - starts[grouped_labels]
     chosen = order[by_class[rank < per_class]]
     return torch.sort(chosen).values
+
+
+def original_subset(y: torch.Tensor | np.ndarray, n: int = 500, seed: int = 0,
+                    n_classes: int | None = None) -> torch.LongTensor:
+    """Indices of the original code's test points: ``n / n_classes`` per class, drawn with
+    replacement, ordered by class (class 0's draws first, each class in draw order).
+
+    A point can be drawn more than once. Parameters and errors as :func:`balanced_subset`
+    (a class only needs one point).
+    """
+    labels = torch.as_tensor(y)
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.numel() == 0:
+        raise BayesLRPError("original_subset needs a non-empty 1-d integer label tensor")
+    labels = labels.to(device="cpu", dtype=torch.int64)
+    k_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if int(labels.min()) < 0 or int(labels.max()) >= k_classes:
+        raise BayesLRPError(f"labels must be in 0..{k_classes - 1}")
+    n = int(n)
+    if n < 1 or n % k_classes:
+        raise BayesLRPError(f"n={n} is not a positive multiple of the {k_classes} classes: choose e.g. "
+                            f"n={max(k_classes, n - n % k_classes)}")
+    generator = torch.Generator().manual_seed(int(seed))
+    parts = []
+    for c in range(k_classes):
+        members = (labels == c).nonzero().flatten()
+        if members.numel() == 0:
+            raise BayesLRPError(f"class {c} has no points")
+        parts.append(members[torch.randint(members.numel(), (n // k_classes,),
+                                           generator=generator)])
+    return torch.cat(parts)

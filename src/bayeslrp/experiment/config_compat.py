@@ -14,6 +14,7 @@ COMPAT_ORIGINAL: dict[str, Any] = {
     "metrics.topk_mode": "signed",
     "metrics.ties": "index",
     "explain.output_seed": "one",
+    "explain.inner_seed": "original",            # per-channel argmax counts at inner layers
     "explain.bayes": "per_sample_argmax",
     "models.mode": "blocks",                    # hmc only (block_size then defaults to 4000)
     "models.channels": 16,                      # conv only

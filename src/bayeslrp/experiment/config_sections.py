@@ -78,15 +78,16 @@ class DataSpec(StrictSpec):
     ``n_train`` draws a seeded random subset of the training split; it is a property of the
     data, shared by every model of the config (seeded by the config's ``seed``).
     ``points``: ``balanced`` (default: ``n_points / n_classes`` per class, seeded, without
-    replacement) or ``first_n`` (the first ``n_points`` test images, as the original's CIFAR-10
-    code).
+    replacement), ``first_n`` (the first ``n_points`` test images, as the original's CIFAR-10
+    code) or ``original`` (the original MNIST code's draw: n/K per class with replacement,
+    ordered by class; docs/compat.md).
     """
 
     dataset: Annotated[Union[Annotated[Literal[tuple(catalog.DATASETS)], Tag("name")],
                              Annotated[UserDataSpec, Tag("files")]],
                        Discriminator(_dataset_kind)]
     n_points: PosInt
-    points: Literal["balanced", "first_n"] = "balanced"
+    points: Literal["balanced", "first_n", "original"] = "balanced"
     n_train: PosInt | None = None
     data_dir: str | None = None
     shape: Annotated[tuple[PosInt, PosInt, PosInt], Field(strict=False)] | None = None
@@ -95,7 +96,7 @@ class DataSpec(StrictSpec):
     def _check(self) -> "DataSpec":
         facts = self.facts
         per = 10 if not self.is_user else facts.n_classes
-        if self.points == "balanced" and self.n_points % per:
+        if self.points != "first_n" and self.n_points % per:
             raise ConfigIssue(("n_points",), f"must be divisible by {per} (n/{per} points per "
                                              f"class); got {self.n_points}")
         if self.n_points > facts.max_points:
@@ -179,7 +180,7 @@ class ExplainSpec(StrictSpec):
     options: dict[str, dict[str, Any]] | None = None
     bayes: Literal["mean", "per_sample_argmax", "avg_prediction"] = "mean"
     output_seed: Literal["logit", "one"] = "logit"
-    inner_seed: Literal["max", "all"] = "max"
+    inner_seed: Literal["max", "all", "original"] = "max"
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,8 @@ the target rules of LRP (SPEC §4):
 - inner layer ``l`` (the network cut after the activation that follows ``l``): the most
   activated unit (Linear) or the sum over positions of the most activated channel (Conv),
   chosen per sample on its own activations of the explained images; ``inner="all"``: the sum
-  of every activation.
+  of every activation; ``inner="original"``: the original code's unit, the activations
+  weighted by :func:`bayeslrp.lrp.targets.original_weights` (weights held fixed).
 
 The gradient of that unit is LRP-0's backward pass (so gradient × input equals LRP-0 on a
 bias-free ReLU network). LRP's ``seed="one"`` (relevance 1 instead of the unit's value) has no
@@ -83,10 +84,11 @@ def resolve_targets(stack: ParamStack, x: torch.Tensor, explainer, target=None,
     device = next(iter(params.values())).device
     fixed = tg.explicit_target(target, x.shape[0], device, n_samples=n)
     if fixed is not None:
-        if not cut.is_output and explainer.inner == "all":
-            raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
+        if not cut.is_output and explainer.inner in ("all", "original"):
+            raise BayesLRPError(f"target has no meaning with inner={explainer.inner!r} (the "
+                                "seed is fixed by the rule)")
         return fixed if fixed.dim() == 2 else fixed.unsqueeze(0).expand(n, -1)
-    if not cut.is_output and explainer.inner == "all":
+    if not cut.is_output and explainer.inner in ("all", "original"):
         return None
     nodes = compile_network(net, cut.stop)
     ctx = Context(params, _ANY_RULE, true_activations=True)
@@ -183,6 +185,9 @@ class GradJob:
         return torch.cat(grads), torch.cat(values)
 
     def _units(self, h: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        if index is None and self.explainer.inner == "original" and not self.cut.is_output:
+            weighted = tg.original_seed(h.detach()) * h  # its gradient is the original's seed
+            return weighted.flatten(2).sum(-1)
         if index is None:
             return h.flatten(2).sum(-1)
         if int(index.min()) < 0 or int(index.max()) >= h.shape[2]:

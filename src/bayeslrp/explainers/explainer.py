@@ -17,7 +17,7 @@ from bayeslrp.errors import BayesLRPError
 __all__ = ["Explainer", "REDUCTIONS", "SEEDS", "TARGET_MODES", "INNER_SEEDS"]
 
 SEEDS = ("logit", "one")
-INNER_SEEDS = ("max", "all")
+INNER_SEEDS = ("max", "all", "original")
 TARGET_MODES = ("predictive", "per_sample_argmax")
 REDUCTIONS = ("mean", "mean_std", None)
 
@@ -40,8 +40,9 @@ class Explainer:
         Learnable layer explained (``None``: the output layer).
     seed : {"logit", "one"}
         Output layer: seed the explained class with its logit or with 1.
-    inner : {"max", "all"}
-        Inner layer: seed the most activated unit/channel, or every unit.
+    inner : {"max", "all", "original"}
+        Inner layer: seed the most activated unit/channel, or every unit, or the original
+        code's per-channel argmax counts (``compat: original``).
     target_mode : {"predictive", "per_sample_argmax"}
         Output layer of an ensemble: each sample explains the predictive mean's class, or its
         own argmax.

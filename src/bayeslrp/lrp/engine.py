@@ -130,8 +130,9 @@ def _job(model, x, rule, layer, n_samples, target, create_graph, seed, target_mo
     if not create_graph:
         x = x.detach()
     fixed = tg.explicit_target(target, x.shape[0], first.device, n_samples=n)
-    if fixed is not None and not cut.is_output and inner == "all":
-        raise BayesLRPError("target has no meaning with inner='all' (every unit is seeded)")
+    if fixed is not None and not cut.is_output and inner in ("all", "original"):
+        raise BayesLRPError(f"target has no meaning with inner={inner!r} (the seed is fixed by "
+                            "the rule)")
     return _Job(net, nodes, cut, params, n, x, rule_obj, fixed, seed, target_mode, inner,
                 surrogate_beta)
 
@@ -336,9 +337,10 @@ def explain(model, x: torch.Tensor, rule: str | Rule = "epsilon", layer: int | N
     target_mode : {"predictive", "per_sample_argmax"}
         Output layer: explain the class of the predictive mean softmax over the samples used,
         or each sample's own argmax.
-    inner : {"max", "all"}
+    inner : {"max", "all", "original"}
         Inner layer: seed the most activated unit / channel (chosen per sample on its own
-        activations), or every unit with its own activation.
+        activations), or every unit with its own activation, or the original code's seed
+        (:func:`bayeslrp.lrp.targets.original_seed`).
     explainer : Explainer, optional
         All of the above in one value object (any registered explainer, not only LRP).
     surrogate_beta : float, optional

@@ -13,6 +13,11 @@
   The unit / channel is chosen per posterior sample on that sample's own activations.
   ``inner="all"``: every unit seeded with its own activation. ``target`` (a unit or channel
   index per image) overrides the argmax. ``seed="one"`` seeds with 1 instead of the activation.
+  ``inner="original"`` (``compat: original``): the original code's seed, the gradient of
+  ``y[arange(1), y.max(1)[1]].sum()``: at a conv layer every position of channel ``c`` gets
+  ``count_c``, the number of positions whose most activated channel is ``c``; at a linear
+  layer the most activated unit gets 1. It is the same for both ``seed`` values (the
+  original seeds with the gradient, never with the activation) and takes no ``target``.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from ..errors import BayesLRPError
 
 SEEDS = ("logit", "one")
 TARGET_MODES = ("predictive", "per_sample_argmax")
-INNER_MODES = ("max", "all")
+INNER_MODES = ("max", "all", "original")
 @dataclass(frozen=True)
 class LayerCut:
     """``layer``: the learnable index asked for; ``stop``: last Sequential position run."""
@@ -149,6 +154,8 @@ def inner_seed(h: torch.Tensor, seed: str, inner: str,
     """Relevance of an inner activation ``h`` (``[s,B,U]`` or ``[s,B,C,H,W]``)."""
     if inner == "all":
         return torch.ones_like(h) if seed == "one" else h
+    if inner == "original":
+        return original_seed(h.detach())
     if target is not None:
         index = target if target.dim() == 2 else target.unsqueeze(0).expand(h.shape[0], -1)
     elif h.dim() == 3:
@@ -156,3 +163,25 @@ def inner_seed(h: torch.Tensor, seed: str, inner: str,
     else:
         index = h.sum(dim=tuple(range(3, h.dim()))).argmax(-1)
     return _onehot_seed(h, index.detach(), seed)
+
+
+def original_weights(h: torch.Tensor) -> torch.Tensor:
+    """The original code's seed weight per unit / channel, ``[s, B, K]``.
+
+    Linear ``h`` ``[s, B, U]``: 1 at the most activated unit. Conv ``h`` ``[s, B, C, H, W]``:
+    ``count_c``, how many positions have channel ``c`` as their most activated channel (the
+    gradient of ``y[arange(1), y.max(1)[1]].sum()`` on a ``[1, C, H, W]`` output, where the
+    broadcast index selects channel ``argmax_c y[:, p]`` once for every position ``p``).
+    """
+    n = h.shape[2]
+    index = h.argmax(2)
+    if h.dim() == 3:
+        return F.one_hot(index, n).to(h.dtype)
+    return F.one_hot(index.flatten(2), n).sum(2).to(h.dtype)
+
+
+def original_seed(h: torch.Tensor) -> torch.Tensor:
+    """Relevance of an inner activation under ``inner="original"``: the weights of
+    :func:`original_weights` at every position of their channel."""
+    w = original_weights(h)
+    return w.reshape(*w.shape, *([1] * (h.dim() - 3))).expand(h.shape)

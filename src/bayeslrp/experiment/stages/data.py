@@ -17,10 +17,11 @@ def images_of(ref):
 
 
 class DataStage(Stage):
-    """Params: ``dataset``, ``n_points``, ``shape``, ``seed`` (and ``points: first_n`` when the
-    config asks for the first test images instead of a balanced subset). Output
+    """Params: ``dataset``, ``n_points``, ``shape``, ``seed`` (and ``points: first_n`` or
+    ``points: original`` when the config asks for the first test images or the original code's
+    draw instead of a balanced subset). Output
     ``data.safetensors`` with ``x [n, C, H, W]``, ``y [n]`` and ``points [n]`` (test-set
-    indices, sorted)."""
+    indices: sorted, or by class for the original draw)."""
 
     name = "data"
 
@@ -33,8 +34,6 @@ class DataStage(Stage):
         planner.shared["data"] = planner.add("data", params, {}, "data")
 
     def run(self, params, inputs, ctx):
-        from bayeslrp import data
-
         x, y = load_split(params["dataset"], "test", params["shape"], ctx)
         points = _points(params, y)
         tensors = {"x": x[points].contiguous(), "y": y[points].contiguous(), "points": points}
@@ -62,7 +61,8 @@ class DataStage(Stage):
 
 
 def _points(params, y):
-    """Test-set indices of the attacked points: balanced (seeded) or the first n."""
+    """Test-set indices of the attacked points: balanced (seeded), the first n, or the original
+    code's draw (:func:`~bayeslrp.data.subsets.original_subset`, seeded)."""
     import torch
 
     from bayeslrp import data
@@ -74,8 +74,9 @@ def _points(params, y):
             raise BayesLRPError(f"points: first_n asks for {n} test images; the test split "
                                 f"has {y.numel()}")
         return torch.arange(n)
-    return data.balanced_subset(y, n, seed=stage_seed(params["seed"], "points"),
-                                n_classes=dataset_classes(params["dataset"]))
+    draw = data.original_subset if params.get("points") == "original" else data.balanced_subset
+    return draw(y, n, seed=stage_seed(params["seed"], "points"),
+                n_classes=dataset_classes(params["dataset"]))
 
 
 def _facts(dataset) -> dict:
