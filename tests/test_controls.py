@@ -344,7 +344,9 @@ def test_compat_original_expands_to_the_listed_settings():
     # every listed setting differs from the spec default
     assert set(COMPAT_ORIGINAL) == {"attacks.mode", "metrics.topk_mode", "metrics.ties",
                                     "explain.output_seed", "explain.inner_seed",
-                                    "explain.bayes", "models.mode", "models.channels"}
+                                    "explain.bayes", "models.mode", "models.channels",
+                                    "figures.fig6_point"}
+    assert (orig.figures.fig6_point, spec.figures.fig6_point) == ("original", "first_failed")
     assert (orig.explain.inner_seed, spec.explain.inner_seed) == ("original", "max")
     # the resolved config shows what ran and loads back to the same config
     text = dump_config(orig)

@@ -216,10 +216,11 @@ def test_make_all_figures_writes_every_figure(made):
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
     prefixes = sorted({s.split("__")[0] for s in stems})
     assert prefixes == ["fig1_layer_heatmaps", "fig2_differences", "fig3_rule_boxplots",
-                        "fig4_scatter", "fig6_det_vs_bayes"]
+                        "fig4_scatter", "fig6_det_vs_bayes", "robustness_distributions",
+                        "topk_pixels"]
     # every figure of one explanation method is drawn once per explainer; Fig. 3 has them all
     for prefix in ("fig1_layer_heatmaps", "fig2_differences", "fig4_scatter",
-                   "fig6_det_vs_bayes"):
+                   "fig6_det_vs_bayes", "robustness_distributions", "topk_pixels"):
         drawn = sorted(s.rsplit("__", 1)[1] for s in stems if s.startswith(prefix))
         assert drawn == sorted(EXPLAINERS * (len(drawn) // len(EXPLAINERS))), prefix
         assert len(drawn) >= len(EXPLAINERS), prefix
@@ -237,8 +238,10 @@ def test_make_all_figures_skips_bayesian_figures_without_bayesian_model(tmp_path
         files = bl.plots.make_all_figures(path)
     stems = {f.stem for f in files}
     assert not any(s.startswith("fig6") for s in stems)
+    assert not any(s.startswith("topk_pixels") for s in stems)
     assert {s.split("__")[0] for s in stems} == {"fig1_layer_heatmaps", "fig2_differences",
-                                                 "fig3_rule_boxplots", "fig4_scatter"}
+                                                 "fig3_rule_boxplots", "fig4_scatter",
+                                                 "robustness_distributions"}
     assert "no Bayesian model" in caplog.text
     index = bl.plots.read_figure_index(path)
     assert any("no Bayesian model" in s["reason"] for s in index["skipped"])
@@ -248,7 +251,8 @@ def test_make_all_figures_with_only_a_deterministic_model_and_no_heatmaps(tmp_pa
     path = write_fake_run(tmp_path / "run", methods=("det",), attacks=("fgsm",),
                           rules=("epsilon",), n_points=20, heatmap_rules=())
     files = bl.plots.make_all_figures(path)
-    assert {f.stem.split("__")[0] for f in files} == {"fig4_scatter"}
+    assert {f.stem.split("__")[0] for f in files} == {"fig4_scatter",
+                                                      "robustness_distributions"}
     reasons = " ".join(s["reason"] for s in bl.plots.read_figure_index(path)["skipped"])
     assert "no heatmaps saved" in reasons and "no robustness differences" in reasons
 
@@ -325,7 +329,10 @@ def test_figures_use_the_runs_explicit_baselines(other_run):
     stems = {f.stem for f in files}
     assert {s.split("__")[0] for s in stems} == {"fig1_layer_heatmaps", "fig2_differences",
                                                  "fig3_rule_boxplots", "fig4_scatter",
-                                                 "fig6_det_vs_bayes"}
+                                                 "fig6_det_vs_bayes", "robustness_distributions",
+                                                 "topk_pixels"}
+    assert {s for s in stems if s.startswith("topk")} == {
+        "topk_pixels__post__base_a__fgsm__epsilon", "topk_pixels__post__base_b__fgsm__epsilon"}
     assert {s for s in stems if s.startswith("fig6")} == {
         "fig6_det_vs_bayes__post__base_a__fgsm__epsilon",
         "fig6_det_vs_bayes__post__base_b__fgsm__epsilon"}
@@ -346,7 +353,9 @@ def test_without_comparisons_difference_figures_are_skipped(tmp_path):
                           rules=("epsilon",), n_samples=(10,), n_points=15, n_heatmap_points=2)
     assert not (path / "differences.parquet").exists()
     files = bl.plots.make_all_figures(path)
-    assert {f.stem.split("__")[0] for f in files} == {"fig1_layer_heatmaps", "fig4_scatter"}
+    # absolute robustness (paper 001 Figs. 4-7) needs no comparison
+    assert {f.stem.split("__")[0] for f in files} == {"fig1_layer_heatmaps", "fig4_scatter",
+                                                      "robustness_distributions"}
     reasons = " ".join(s["reason"] for s in bl.plots.read_figure_index(path)["skipped"])
     assert "no robustness differences" in reasons and "compare.baseline" in reasons
     # an empty differences table (a compare stage without pairs) reads the same
@@ -354,7 +363,7 @@ def test_without_comparisons_difference_figures_are_skipped(tmp_path):
     empty.to_parquet(path / "differences.parquet")
     assert bl.plots.load_run(path).baselines == {}
     assert {f.stem.split("__")[0] for f in bl.plots.make_all_figures(path)} == {
-        "fig1_layer_heatmaps", "fig4_scatter"}
+        "fig1_layer_heatmaps", "fig4_scatter", "robustness_distributions"}
 
 
 PIXEL_K = 100 * 100 / 784  # metrics.k_pixels: [100] on 28×28 images

@@ -48,9 +48,10 @@ def test_report_is_self_contained(report):
                      "url("):
         assert external not in lowered, external
     n_figures = len(bl.plots.read_figure_index(path)["figures"])
-    # 3 explainers × 2 attacks for Fig. 2 and Fig. 4, 2 of Fig. 3, and Figs. 1 and 6 for the
-    # one explainer with saved heatmaps (ε) × 2 attacks
-    assert n_figures == 18
+    # 3 explainers × 2 attacks for Fig. 2, Fig. 4 and the robustness distributions, 2 of
+    # Fig. 3, and Figs. 1, 6 and the top-k pixels for the one explainer with saved heatmaps
+    # (ε) × 2 attacks
+    assert n_figures == 26
     assert len(decode_images(text)) == n_figures
     assert text.count("<img") == n_figures
 
@@ -177,7 +178,7 @@ def test_report_figures_load_in_headless_chromium(report, tmp_path):
     found = re.search(r"IMGCHECK\[([0-9,]*)\]", done.stdout)
     assert found, f"no result from chromium: {done.stderr[-500:]}"
     widths = [int(w) for w in found.group(1).split(",") if w]
-    assert len(widths) == text.count("<img") == 18
+    assert len(widths) == text.count("<img") == 26
     assert all(w > 100 for w in widths), widths
 
     shot = tmp_path / "report.png"

@@ -30,6 +30,7 @@ __all__ = [
     "lrp_robustness",
     "lrp_robustness_details",
     "nnz",
+    "robustness_selections",
     "softmax_robustness",
     "topk_count",
     "topk_indices",
@@ -249,6 +250,43 @@ def nnz(R: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- robustness
 
 
+def _paired_selection(R: Tensor, R_adv: Tensor, k: float, mode: str, ties: str):
+    """Flattened heatmaps, the selections ``A`` of ``R`` and ``B`` of ``R_adv`` and the
+    per-side counts of ``A`` (see :func:`lrp_robustness_details`)."""
+    flat = _flatten(R, "R")
+    flat_adv = _flatten(R_adv, "R_adv")
+    if flat.shape != flat_adv.shape:
+        raise BayesLRPError(f"R and R_adv must have the same shape; got {tuple(R.shape)} and "
+                            f"{tuple(R_adv.shape)}")
+    mask_a, counts, _ = _selection(flat, k, mode, ties)
+    if mode == "abs":
+        mask_b, _ = _rank_select(flat_adv.abs(), counts[0])
+    else:
+        mask_b, _, _ = _signed_select(flat_adv, counts[0], counts[1])
+    return flat, flat_adv, mask_a, mask_b, counts
+
+
+def robustness_selections(R: Tensor, R_adv: Tensor, k: float = 20, mode: str = "abs",
+                          ties: str = "nonzero") -> tuple[Tensor, Tensor]:
+    """The two pixel sets k-LRP robustness compares: ``A`` of ``R(x)`` and ``B`` of ``R(x̃)``.
+
+    ``|A ∩ B| / |A|`` is :func:`lrp_robustness` (for a non-empty ``A``); the top-k pixel
+    figure draws these sets.
+
+    Parameters
+    ----------
+    R, R_adv, k, mode, ties
+        As in :func:`lrp_robustness_details`.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        Boolean masks ``A`` and ``B`` with the shape of ``R``.
+    """
+    _, _, mask_a, mask_b, _ = _paired_selection(R, R_adv, k, mode, ties)
+    return mask_a.reshape(R.shape), mask_b.reshape(R.shape)
+
+
 def lrp_robustness_details(R: Tensor, R_adv: Tensor, k: float = 20, mode: str = "abs",
                            ties: str = "nonzero") -> RobustnessResult:
     """k-LRP robustness with the per-image facts needed to report it.
@@ -275,16 +313,7 @@ def lrp_robustness_details(R: Tensor, R_adv: Tensor, k: float = 20, mode: str = 
     RobustnessResult
         ``robustness [B]`` (dtype of ``R``), ``nnz [B]``, ``size [B]`` and ``count`` (``K``).
     """
-    flat = _flatten(R, "R")
-    flat_adv = _flatten(R_adv, "R_adv")
-    if flat.shape != flat_adv.shape:
-        raise BayesLRPError(f"R and R_adv must have the same shape; got {tuple(R.shape)} and "
-                            f"{tuple(R_adv.shape)}")
-    mask_a, counts, _ = _selection(flat, k, mode, ties)
-    if mode == "abs":
-        mask_b, _ = _rank_select(flat_adv.abs(), counts[0])
-    else:
-        mask_b, _, _ = _signed_select(flat_adv, counts[0], counts[1])
+    flat, flat_adv, mask_a, mask_b, counts = _paired_selection(R, R_adv, k, mode, ties)
     size = sum(counts)
     common = (mask_a & mask_b).sum(1)
     dtype = flat.dtype

@@ -90,7 +90,8 @@ def print_summary(run_dir: Path) -> None:
     _print_table(console, "Mann-Whitney tests (one-sided, tests.parquet)", tests,
                  [c for c in ("dataset", "arch") if c in varying] + ["attack", "rule", "layer"]
                  + (["k"] if "k" in varying else [])
-                 + ["comparison", "test", "median difference", "n", "U", "p", "stars"])
+                 + ["comparison", "test", "median difference", "diff 95% CI", "n", "U", "p",
+                    "stars"])
 
 
 def _figures_and_report(run_dir: Path) -> None:

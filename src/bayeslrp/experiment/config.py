@@ -37,7 +37,7 @@ from bayeslrp.errors import BayesLRPError
 from bayeslrp.experiment.config_compat import COMPAT_ORIGINAL, expand_compat
 from bayeslrp.experiment.config_analysis import AnalysisSpec
 from bayeslrp.experiment.config_sections import (CompareSpec, DataSpec, ExplainSpec,
-                                                 MetricsSpec, RuleParams)
+                                                 FiguresSpec, MetricsSpec, RuleParams)
 from bayeslrp.experiment.config_text import error_line, field_names, parse_yaml, plain
 from bayeslrp.plugins.attacks import ATTACK_METHODS
 from bayeslrp.plugins.attacks.gradient import FGSMAttack, PGDAttack
@@ -48,7 +48,7 @@ from bayeslrp.plugins.spec import ConfigIssue, Name, Seed, StrictSpec, tuple_of
 
 __all__ = [
     "ARCHS", "DATASETS", "LEARNABLE_LAYERS", "AdvModel", "BetaAttack", "CompareSpec", "Config",
-    "DataSpec", "DetModel", "ExplainSpec", "FGSMAttack", "HMCModel", "MetricsSpec", "PGDAttack",
+    "DataSpec", "DetModel", "ExplainSpec", "FGSMAttack", "FiguresSpec", "HMCModel", "MetricsSpec", "PGDAttack",
     "RegionAttack", "RuleParams", "TopKAttack", "VIModel", "COMPAT_ORIGINAL",
     "VI_INIT_STD_DEFAULT", "VI_KEY_LEGACY_VALUES", "VI_LR_SCHEDULES", "canonical_json",
     "config_key", "config_schema", "dump_config", "expand_compat", "load_config", "read_source",
@@ -87,6 +87,7 @@ class Config(StrictSpec):
     metrics: MetricsSpec = MetricsSpec()
     compare: CompareSpec | None = None
     analysis: AnalysisSpec | None = None
+    figures: FiguresSpec = FiguresSpec()
     compat: Literal["spec", "original"] = "spec"
 
     @model_validator(mode="before")
@@ -144,7 +145,7 @@ def config_schema() -> type[Config]:
 
 
 def known_keys() -> list[str]:
-    classes = [Config, DataSpec, ExplainSpec, RuleParams, MetricsSpec, CompareSpec]
+    classes = [Config, DataSpec, ExplainSpec, RuleParams, MetricsSpec, CompareSpec, FiguresSpec]
     classes += [cls.Spec for cls in MODEL_METHODS] + [cls.Spec for cls in ATTACK_METHODS]
     return field_names(classes)
 

@@ -18,6 +18,7 @@ COMPAT_ORIGINAL: dict[str, Any] = {
     "explain.bayes": "per_sample_argmax",
     "models.mode": "blocks",                    # hmc only (block_size then defaults to 4000)
     "models.channels": 16,                      # conv only
+    "figures.fig6_point": "original",           # which image Figs. 5-6 show
 }
 
 
@@ -47,7 +48,7 @@ def expand_compat(data: Mapping[str, Any]) -> dict[str, Any]:
                 m = fill(m, "channels", COMPAT_ORIGINAL["models.channels"])
             models.append(m)
         out["models"] = models
-    for section in ("explain", "metrics"):
+    for section in ("explain", "metrics", "figures"):
         entry = out.get(section, {})
         for path, value in COMPAT_ORIGINAL.items():
             if path.startswith(section + "."):

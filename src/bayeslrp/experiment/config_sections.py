@@ -1,4 +1,4 @@
-"""The config sections besides models and attacks: data, explain, metrics, compare."""
+"""The config sections besides models and attacks: data, explain, metrics, compare, figures."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,8 @@ from bayeslrp import catalog
 from bayeslrp.plugins.spec import (ConfigIssue, Name, Percent, PosFloat, PosInt, StrictSpec,
                                    tuple_of, unique)
 
-__all__ = ["CompareSpec", "DataSpec", "ExplainSpec", "MetricsSpec", "RuleParams", "UserDataSpec"]
+__all__ = ["CompareSpec", "DataSpec", "ExplainSpec", "FIG6_POINT_CHOICES", "FiguresSpec",
+           "MetricsSpec", "RuleParams", "UserDataSpec"]
 
 
 class UserDataSpec(StrictSpec):
@@ -298,3 +299,21 @@ class CompareSpec(StrictSpec):
     @classmethod
     def _baseline_unique(cls, v: tuple) -> tuple:
         return unique(v, "baseline")
+
+
+#: How Fig. 6 (and the top-k pixel figure) picks its image (docs/figures.md).
+FIG6_POINT_CHOICES = ("first_failed", "original")
+
+
+class FiguresSpec(StrictSpec):
+    """What the figures of a run show; read when the figures are drawn, in no artifact key.
+
+    ``fig6_point``: ``first_failed`` (default) — the first saved point on which the attack
+    failed on both models; ``original`` — the original code's choice: among the points where
+    it failed on both and the Bayesian robustness is not 1, the one with the lowest
+    deterministic robustness. ``heatmap_points``: how many attacked points (the first ones)
+    get their heatmaps saved in ``RUN_DIR/heatmaps`` for the figures.
+    """
+
+    fig6_point: Literal[FIG6_POINT_CHOICES] = "first_failed"
+    heatmap_points: PosInt = 8

@@ -19,7 +19,8 @@ from .frames import RULE_TITLES, k_label, metric_k, select, series_label
 from .rundir import HeatmapSet
 from .style import HEATMAP_CMAP, new_figure, styled
 
-__all__ = ["det_vs_bayes_heatmaps", "layer_heatmaps", "normalised_topk", "showcase_point"]
+__all__ = ["POINT_CHOICES", "det_vs_bayes_heatmaps", "layer_heatmaps", "normalised_topk",
+           "showcase_point"]
 
 FIGURE_K = 30
 
@@ -147,20 +148,33 @@ def _outcome(df: pd.DataFrame, model: str, attack: str, rule: str, layer: int,
                        & (rows["pred_adv"] == rows["label"]))
 
 
-def showcase_point(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
-                   k: float | None = None) -> tuple[int, str]:
-    """Choose the image of Fig. 6 among the points saved for both models.
+#: Fig. 6 point choices (``figures.fig6_point``): the default and the original code's.
+POINT_CHOICES = ("first_failed", "original")
 
-    The first saved point (by test index) on which the attack failed (still correctly
-    classified) for both models; else the first on which it failed for the deterministic
-    model; else, when it failed nowhere, the point with the highest softmax robustness of
-    the deterministic model.
+
+def showcase_point(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
+                   k: float | None = None, choice: str = "first_failed") -> tuple[int, str]:
+    """Choose the image of Fig. 6 (and of the top-k pixel figure) among the points saved for
+    both models.
+
+    ``choice="first_failed"`` (default): the first saved point (by test index) on which the
+    attack failed (still correctly classified) for both models; else the first on which it
+    failed for the deterministic model; else, when it failed nowhere, the point with the
+    highest softmax robustness of the deterministic model.
+
+    ``choice="original"`` (the original code): among the points where the attack failed on
+    both models and the Bayesian LRP robustness is not 1, the one with the lowest
+    deterministic LRP robustness (ties: the smallest test index); when there is none, the
+    default choice, and the returned sentence says so.
 
     Returns
     -------
     (int, str)
         The test index and a sentence saying how it was chosen.
     """
+    if choice not in POINT_CHOICES:
+        raise BayesLRPError(f"figures.fig6_point must be one of {', '.join(POINT_CHOICES)}; "
+                            f"got {choice!r}")
     dk, bk = det_maps.key, bay_maps.key
     kk = metric_k(df, k)
     det = _outcome(df, dk.model, dk.attack, dk.rule, dk.layer, dk.n_samples, kk)
@@ -171,16 +185,27 @@ def showcase_point(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
         raise BayesLRPError(f"no point has saved heatmaps and results for both {dk.model} and "
                             f"{bk.model}; rerun the experiment")
     both = [p for p in common if det.at[p, "failed"] and bay.at[p, "failed"]]
+    prefix = ""
+    if choice == "original":
+        candidates = [p for p in both if bay.at[p, "lrp_robustness"] != 1.0]
+        if candidates:
+            best = min(candidates, key=lambda p: (det.at[p, "lrp_robustness"], p))
+            return best, (f"the original's choice: the attack failed on both models, "
+                          f"{bk.model}'s LRP robustness is not 1, and {dk.model}'s LRP "
+                          f"robustness ({det.at[best, 'lrp_robustness']:.2f}) is the lowest "
+                          f"of the {len(candidates)} such saved points")
+        prefix = ("no saved point fits the original's choice (attack failed on both, "
+                  f"{bk.model}'s robustness not 1), so the default: ")
     if both:
-        return both[0], "the attack failed on both models (first such saved point)"
+        return both[0], prefix + "the attack failed on both models (first such saved point)"
     det_only = [p for p in common if det.at[p, "failed"]]
     if det_only:
-        return det_only[0], (f"the attack failed on {dk.model} (first such saved point; it "
-                             f"succeeded on every saved point of {bk.model} where it failed on "
-                             f"{dk.model})")
+        return det_only[0], prefix + (
+            f"the attack failed on {dk.model} (first such saved point; it succeeded on every "
+            f"saved point of {bk.model} where it failed on {dk.model})")
     best = max(common, key=lambda p: (det.at[p, "softmax_robustness"], -p))
-    return best, (f"the attack failed on no saved point of {dk.model}; showing the point "
-                  f"with its highest softmax robustness instead")
+    return best, prefix + (f"the attack failed on no saved point of {dk.model}; showing the "
+                           f"point with its highest softmax robustness instead")
 
 
 def _row_title(df: pd.DataFrame, key, kk, point: int) -> str:
@@ -201,7 +226,8 @@ def _row_title(df: pd.DataFrame, key, kk, point: int) -> str:
 
 @styled
 def det_vs_bayes_heatmaps(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
-                          point: int | None = None, k: float = FIGURE_K):
+                          point: int | None = None, k: float = FIGURE_K,
+                          choice: str = "first_failed"):
     """Fig. 6: deterministic vs Bayesian heatmaps of x and x̃ for a failed attack.
 
     Parameters
@@ -215,6 +241,8 @@ def det_vs_bayes_heatmaps(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: Heat
         figure's title).
     k : float
         Percentage of most relevant pixels shown.
+    choice : {"first_failed", "original"}
+        How :func:`showcase_point` picks the point when ``point`` is not given.
 
     Returns
     -------
@@ -229,7 +257,7 @@ def det_vs_bayes_heatmaps(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: Heat
                             f"and {bk}")
     kk = metric_k(df)
     if point is None:
-        point, note = showcase_point(df, det_maps, bay_maps, kk)
+        point, note = showcase_point(df, det_maps, bay_maps, kk, choice)
     else:
         note = "point chosen by the caller"
     fig = new_figure(6.3, 4.7)

@@ -26,9 +26,12 @@ from .frames import (BAYESIAN, RULE_TITLES, det_bayes_pairs, k_label, mark_own_s
                      metric_k, ordered_rules, paired_differences, select)
 from .manifold import manifold_figure
 from .heatmaps import FIGURE_K, det_vs_bayes_heatmaps, layer_heatmaps, showcase_point
+from .robustness import PAPER_K_PIXELS, distribution_ks, robustness_distributions
 from .rundir import RunData, load_run
 from .scatter import robustness_scatter
+from .settings import FigureSettings, figure_settings
 from .style import FORMATS, save_figure
+from .topk import topk_pixels
 
 __all__ = ["FigureRecord", "make_all_figures", "read_figure_index"]
 
@@ -121,56 +124,117 @@ def _layer_heatmaps_plan(run: RunData, model: str, rule: str, attack: str,
 
 
 def _plan_det_vs_bayes(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    """Fig. 6 and the top-k pixel figure (000 Fig. 5 / 001 Fig. 2) of every compared pair
+    of a single network and a Bayesian model: the same image, layer and heatmaps."""
     df = run.results
     if not df["method"].isin(BAYESIAN).any():
-        skipped.append({"figure": "fig6", "reason": "the run has no Bayesian model"})
+        skipped.append({"figure": "fig6/topk", "reason": "the run has no Bayesian model"})
         return []
     pairs = det_bayes_pairs(df, run.baselines)
     if not pairs:
-        skipped.append({"figure": "fig6", "reason": "no Bayesian model is compared with a "
-                        "single network (compare.baseline)"})
+        skipped.append({"figure": "fig6/topk", "reason": "no Bayesian model is compared with "
+                        "a single network (compare.baseline)"})
         return []
+    settings = figure_settings(run.config_text, str(run.path / "config.yaml"))
     plans = []
     for det, model in pairs:
         for rule in _explainers(select(df, model=model)):
             for attack in _attacks(select(df, model=model)):
-                plan = _det_vs_bayes_plan(run, det, model, rule, attack, skipped)
-                if plan is not None:
-                    plans.append(plan)
+                plans.extend(_det_vs_bayes_plans(run, det, model, rule, attack, settings,
+                                                 skipped))
     return plans
 
 
-def _det_vs_bayes_plan(run: RunData, det: str, model: str, rule: str, attack: str,
-                       skipped: list[dict]) -> _Plan | None:
+def _det_vs_bayes_plans(run: RunData, det: str, model: str, rule: str, attack: str,
+                        settings: FigureSettings, skipped: list[dict]) -> list[_Plan]:
     df = run.results
     bay_keys = run.heatmap_keys(model=model, attack=attack, rule=rule)
     det_keys = run.heatmap_keys(model=det, attack=attack, rule=rule)
     layers = sorted({k.layer for k in bay_keys} & {k.layer for k in det_keys})
     if not layers:
-        skipped.append({"figure": f"fig6 {model} {attack} {rule}",
+        skipped.append({"figure": f"fig6/topk {model} {attack} {rule}",
                         "reason": f"no heatmaps saved for both {det} and {model} "
                                   f"({attack}, {rule})"})
-        return None
+        return []
     layer = layers[-1]
     bkey = max((k for k in bay_keys if k.layer == layer), key=lambda k: k.n_samples)
     dkey = min((k for k in det_keys if k.layer == layer), key=lambda k: k.n_samples)
+    choice = settings.fig6_point
     try:
-        point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey))
+        point, note = showcase_point(df, run.heatmaps(dkey), run.heatmaps(bkey),
+                                     choice=choice)
     except BayesLRPError as exc:
-        skipped.append({"figure": f"fig6 {model} {attack} {rule}", "reason": str(exc)})
-        return None
+        skipped.append({"figure": f"fig6/topk {model} {attack} {rule}", "reason": str(exc)})
+        return []
+    label = k_label(df, metric_k(df))
 
     def draw(dkey=dkey, bkey=bkey):
         # The figure repeats showcase_point's choice and states it in its title.
-        return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey), k=FIGURE_K)
+        return det_vs_bayes_heatmaps(df, run.heatmaps(dkey), run.heatmaps(bkey), k=FIGURE_K,
+                                     choice=choice)
 
-    return _Plan(
-        f"fig6_det_vs_bayes__{_safe(model)}__{_safe(det)}__{_safe(attack)}__{_safe(rule)}",
-        f"Fig. 6 — {det} vs {model} heatmaps under {attack}, {_rule_name(rule)}",
-        f"Heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and its "
-        f"{attack} adversarial for the single network {det} (top row) and the Bayesian "
-        f"network {model} with {bkey.n_samples} posterior samples (bottom row); "
-        f"top-{FIGURE_K}% pixels, each row scaled to [−1, 1]. Point choice: {note}.", draw, rule)
+    def draw_topk(dkey=dkey, bkey=bkey):
+        # The same choice as Fig. 6 (stated in the title).
+        return topk_pixels(df, run.heatmaps(dkey), run.heatmaps(bkey), choice=choice,
+                           mode=settings.topk_mode, ties=settings.ties)
+
+    names = f"{_safe(model)}__{_safe(det)}__{_safe(attack)}__{_safe(rule)}"
+    who = (f"the single network {det} (top row) and the Bayesian network {model} with "
+           f"{bkey.n_samples} posterior samples (bottom row)")
+    return [
+        _Plan(f"fig6_det_vs_bayes__{names}",
+              f"Fig. 6 — {det} vs {model} heatmaps under {attack}, {_rule_name(rule)}",
+              f"Heatmaps ({_rule_name(rule)}, layer {layer}) of test point {point} and its "
+              f"{attack} adversarial for {who}; top-{FIGURE_K}% pixels, each row scaled to "
+              f"[−1, 1]. Point choice (figures.fig6_point: {choice}): {note}.", draw, rule),
+        _Plan(f"topk_pixels__{names}",
+              f"Top-k pixels — {det} vs {model} under {attack}, {_rule_name(rule)}",
+              f"The pixel sets k-LRP robustness compares (paper 000 Fig. 5, 001 Fig. 2), "
+              f"for test point {point} (the image of Fig. 6) at layer {layer}, for {who}: "
+              f"the image x, its heatmap R(x) and A = its {label} pixels (red), the {attack} "
+              f"adversarial x̃, R(x̃) and B = the top |A| pixels of R(x̃), and the overlap; "
+              f"|A ∩ B| / |A| is the LRP robustness, recomputed from the saved heatmaps with "
+              f"the run's selection (ties: {settings.ties}, mode: {settings.topk_mode}).",
+              draw_topk, rule),
+    ]
+
+
+def _plan_distributions(run: RunData, skipped: list[dict]) -> list[_Plan]:
+    """Paper 001 Figs. 4–7: absolute robustness per model and layer, two k side by side."""
+    df = run.results
+    plans = []
+    pairs = df[["dataset", "arch"]].drop_duplicates().sort_values(["dataset", "arch"])
+    for dataset, arch in pairs.itertuples(index=False):
+        part = select(df, dataset=dataset, arch=arch)  # keeps df.attrs (k labels)
+        ks = distribution_ks(part)
+        labels = " and ".join(k_label(part, k) for k in ks)
+        if labels == f"Top-{PAPER_K_PIXELS[0]} and Top-{PAPER_K_PIXELS[1]}":
+            paper = f"{labels}, paper 001's k"
+        elif len(ks) == 2:
+            paper = (f"{labels}, the run's two smallest k (paper 001's Top-10 and Top-30 need "
+                     f"metrics.k_pixels: [10, 30])")
+        else:
+            paper = f"{labels}, the run's only k"
+        for rule in _explainers(part):
+            for attack in _attacks(part):
+                def draw(part=part, attack=attack, rule=rule, ks=ks):
+                    return robustness_distributions(part, attack=attack, rule=rule, ks=ks)
+
+                n_points = select(part, attack=attack, rule=rule)["point"].nunique()
+                plans.append(_Plan(
+                    f"robustness_distributions__{_safe(dataset)}__{_safe(arch)}__"
+                    f"{_safe(attack)}__{_safe(rule)}",
+                    f"LRP robustness distributions — {dataset} {arch}, {attack}, "
+                    f"{_rule_name(rule)}",
+                    f"Distributions of the k-LRP robustness ({_rule_name(rule)}) of "
+                    f"{n_points} points attacked by {attack} on {dataset} ({arch}), as paper "
+                    f"001 Figs. 4–7: one row per learnable layer, one column per top-k size "
+                    f"— {paper}; one histogram per model and posterior sample count (bins "
+                    f"of 0.05), medians in the legend.", draw, rule))
+    if not plans:
+        skipped.append({"figure": "robustness_distributions",
+                        "reason": "the results table is empty"})
+    return plans
 
 
 def _plan_differences(run: RunData, skipped: list[dict]) -> list[_Plan]:
@@ -326,7 +390,7 @@ def make_all_figures(run_dir: str | Path, formats=FORMATS) -> list[Path]:
         skipped.append({"figure": "all", "reason": "the results table has no rows"})
     else:
         for planner in (_plan_layer_heatmaps, _plan_differences, _plan_scatter,
-                        _plan_det_vs_bayes, _plan_manifold):
+                        _plan_det_vs_bayes, _plan_distributions, _plan_manifold):
             plans.extend(planner(run, skipped))
     records: list[FigureRecord] = []
     written: list[Path] = []

@@ -89,7 +89,7 @@ def summary_tables(run_dir: str | Path | RunData) -> dict[str, pd.DataFrame]:
         "accuracy": accuracy_table(run.models, df),
         "attack_success": attack_success_table(df),
         "median_robustness": median_robustness_table(df),
-        "mann_whitney": mann_whitney_table(run.tests, df),
+        "mann_whitney": mann_whitney_table(run.tests, df, differences=run.differences),
     }
 
 
@@ -153,6 +153,9 @@ _FIGURE_GROUPS = {
     "fig3": "Fig. 3 — robustness differences over explainers, with tests",
     "fig4": "Fig. 4 — explanation robustness vs softmax robustness",
     "fig6": "Fig. 6 — deterministic vs Bayesian heatmaps",
+    "topk": "The top-k pixels before and after the attack (paper 000 Fig. 5, 001 Fig. 2)",
+    "robustness": "LRP robustness distributions per model and layer, two top-k sizes (paper "
+                  "001 Figs. 4–7)",
     "manifold": "Off-manifold share of gradients and heatmaps vs posterior samples",
 }
 
@@ -216,8 +219,9 @@ _NOTES = {
     "headline": "Median per-image difference of k-LRP robustness, model − baseline (the "
                 "config's compare.baseline), at each layer, with the stars of the one-sided "
                 "Mann-Whitney test that the baseline is lower (tests.parquet); Bayesian models "
-                "at their largest sample count. Positive: the model's explanations survive the "
-                "attack better. Then the test accuracy of the model and of its baseline and "
+                "at their largest sample count, and next to each its 95 % percentile bootstrap "
+                "interval over images (2000 resamples, seed 0). Positive: the model's "
+                "explanations survive the attack better. Then the test accuracy of the model and of its baseline and "
                 "the attack's success rate on each.",
     "models": "Test accuracy and training diagnostics as recorded in models.json (HMC: "
               "acceptance rate, divergences, step size; VI: ELBO); accuracy on attacked "
@@ -231,8 +235,10 @@ _NOTES = {
              "model's (Bay−Det, Adv−Det). "
              "“adv < model”: the adversarially trained model's robustness is lower than the "
              "Bayesian model's (paper 000, appendix H). Each cell: median per-image difference "
-             "of LRP robustness, p-value and stars (n.s. > 0.05, * ≤ 0.05, ** ≤ 0.01, "
-             "*** ≤ 0.001, **** ≤ 0.0001).",
+             "of LRP robustness, its 95 % percentile bootstrap interval over images (2000 "
+             "resamples, seed 0; for “adv < model” the interval of the median of the paired "
+             "per-image differences model − adv), p-value and stars (n.s. > 0.05, "
+             "* ≤ 0.05, ** ≤ 0.01, *** ≤ 0.001, **** ≤ 0.0001).",
     "spearman": "Spearman rank correlation ρ between LRP robustness and softmax robustness "
                 "of the same images; each cell: ρ (two-sided p-value).",
     "drivers": "Median k-LRP robustness of every condition: the baseline (compare.baseline; "
@@ -261,7 +267,8 @@ def render_report(run: RunData) -> str:
     config = (f"<pre>{esc(run.config_text)}</pre>" if run.config_text is not None
               else '<p class="note">config.yaml not found.</p>')
     content = {
-        "headline": table_html(headline_table(run.tests, run.results, run.models),
+        "headline": table_html(headline_table(run.tests, run.results, run.models,
+                                              run.differences),
                                "No comparisons: the config has no compare.baseline."),
         "overview": _overview(run),
         "models": table_html(tables["accuracy"], "No models recorded."),

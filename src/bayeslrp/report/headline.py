@@ -2,7 +2,8 @@
 
 For every model compared with its baseline (the config's ``compare.baseline``): the median
 per-image difference of LRP robustness at each layer with its stars (the ``baseline<model``
-tests of ``tests.parquet``; Bayesian models at their largest sample count), the test
+tests of ``tests.parquet``; Bayesian models at their largest sample count) and its 95 %
+bootstrap interval (``differences.parquet``, :mod:`bayeslrp.report.intervals`), the test
 accuracy of the model and of its baseline, and the attack's success rate on both.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pandas as pd
 
 from bayeslrp.plots.frames import BAYESIAN, k_label, metric_k, ordered_rules
 
+from .intervals import format_interval, test_intervals
 from .tables import _own_models, attack_success_table, comparison_label
 
 __all__ = ["headline_table"]
@@ -35,7 +37,7 @@ def _largest_n_tests(tests: pd.DataFrame, k) -> pd.DataFrame:
 
 
 def headline_table(tests: pd.DataFrame | None, results: pd.DataFrame,
-                   models: list[dict]) -> pd.DataFrame:
+                   models: list[dict], differences: pd.DataFrame | None = None) -> pd.DataFrame:
     """The headline panel of the report.
 
     Parameters
@@ -47,12 +49,15 @@ def headline_table(tests: pd.DataFrame | None, results: pd.DataFrame,
         The results table (architectures, methods, attack outcomes).
     models : list of dict
         ``models.json`` entries (test accuracies).
+    differences : pandas.DataFrame, optional
+        ``differences.parquet``, for the intervals (empty cells without it).
 
     Returns
     -------
     pandas.DataFrame
         One row per dataset × arch × attack × rule × compared model: ``comparison`` (e.g.
-        ``Bay−Det: vi − det (50 samples)``), per layer the median difference and its stars,
+        ``Bay−Det: vi − det (50 samples)``), per layer the median difference and its stars
+        (``layer L``) and the 95 % bootstrap interval of that median (``layer L 95% CI``),
         test accuracy and attack success of model and baseline; empty without comparisons.
     """
     if tests is None or tests.empty or results.empty:
@@ -61,6 +66,7 @@ def headline_table(tests: pd.DataFrame | None, results: pd.DataFrame,
     part = _largest_n_tests(tests, kk)
     if part.empty:
         return pd.DataFrame()
+    part = part.join(test_intervals(part, differences))
     arch, methods = dict(zip(results["model"], results["arch"])), \
         dict(zip(results["model"], results["method"]))
     own = _own_models(results)
@@ -77,8 +83,10 @@ def headline_table(tests: pd.DataFrame | None, results: pd.DataFrame,
                "rule": rec["rule"], "k": k_label(results, kk),
                "comparison": f"{comparison_label(model, base, methods, own)}: "
                              f"{model} − {base}{samples}"}
-        for r in g.sort_values("layer").itertuples(index=False):
-            row[f"layer {int(r.layer)}"] = f"{r.median_diff:+.3f} {r.stars}"
+        for _, r in g.sort_values("layer").iterrows():
+            layer = int(r["layer"])
+            row[f"layer {layer}"] = f"{r['median_diff']:+.3f} {r['stars']}"
+            row[f"layer {layer} 95% CI"] = format_interval(r["ci low"], r["ci high"])
         row["test accuracy"] = _fmt(accuracy.get(model), 4)
         row["baseline test accuracy"] = _fmt(accuracy.get(base), 4)
         row["attack success"] = _fmt(success.get((model, rec["attack"])), 3)
@@ -89,7 +97,7 @@ def headline_table(tests: pd.DataFrame | None, results: pd.DataFrame,
     out = out.assign(_r=out["rule"].map(rule_rank)).sort_values(
         ["dataset", "arch", "attack", "_r", "comparison"], kind="mergesort").drop(columns="_r")
     layer_cols = sorted((c for c in out.columns if c.startswith("layer ")),
-                        key=lambda c: int(c.split()[1]))
+                        key=lambda c: (int(c.split()[1]), c))  # each layer, then its CI
     fixed = ["dataset", "arch", "attack", "rule", "k", "comparison"]
     tail = ["test accuracy", "baseline test accuracy", "attack success",
             "baseline attack success"]

@@ -181,7 +181,8 @@ def median_robustness_table(df: pd.DataFrame, k: float | None = None) -> pd.Data
 
 
 def mann_whitney_table(tests: pd.DataFrame | None, results: pd.DataFrame,
-                       k: float | None = None) -> pd.DataFrame:
+                       k: float | None = None,
+                       differences: pd.DataFrame | None = None) -> pd.DataFrame:
     """The run's one-sided Mann-Whitney tests (``tests.parquet``), labelled for display.
 
     Every row and number is the compare stage's (:func:`bayeslrp.analysis.mann_whitney_tests`):
@@ -198,6 +199,9 @@ def mann_whitney_table(tests: pd.DataFrame | None, results: pd.DataFrame,
         The results table (architectures, methods and top-k labels of the models).
     k : float, optional
         Only the tests at this top-k; default every test.
+    differences : pandas.DataFrame, optional
+        ``differences.parquet``, for the bootstrap intervals
+        (:func:`bayeslrp.report.intervals.test_intervals`); without it they are NaN.
 
     Returns
     -------
@@ -205,18 +209,24 @@ def mann_whitney_table(tests: pd.DataFrame | None, results: pd.DataFrame,
         One row per test, in the order of ``tests.parquet`` re-sorted for display:
         ``comparison`` (kinds, e.g. ``Bay−Det``), ``test`` (e.g. ``det < vi (10 samples)``),
         ``median difference`` (against the baseline; for ``adv < model``: the Bayesian
-        model's minus the adversarial model's), ``n``, ``U``, ``p`` and ``stars``.
+        model's minus the adversarial model's), ``ci low`` / ``ci high`` and
+        ``diff 95% CI`` (the 95 % bootstrap interval of the median per-image difference;
+        for ``adv < model`` of the paired ``Bay − Adv`` differences), ``n``, ``U``, ``p``
+        and ``stars``.
     """
+    from .intervals import format_interval, test_intervals
+
     columns = ["dataset", "arch", "attack", "rule", "layer", "k", "comparison", "model", "test",
-               "median difference", "n", "U", "p", "stars"]
+               "median difference", "ci low", "ci high", "diff 95% CI", "n", "U", "p", "stars"]
     if tests is None or tests.empty or results.empty:
         return pd.DataFrame(columns=columns)
     part = tests if k is None else tests[tests["k"].astype(float) == float(k)]
+    bounds = test_intervals(part, differences)
     arch = dict(zip(results["model"], results["arch"]))
     methods = dict(zip(results["model"], results["method"]))
     own, labels = _own_models(results), k_labels(results)
     rows = []
-    for r in part.itertuples(index=False):
+    for r, low, high in zip(part.itertuples(index=False), bounds["ci low"], bounds["ci high"]):
         label = series_label(r.model, "own" if r.model in own else r.method, r.n_samples)
         if r.test == "adv<bayes":
             kind, test = comparison_label(r.model, r.other, methods, own), f"{r.other} < {label}"
@@ -228,7 +238,9 @@ def mann_whitney_table(tests: pd.DataFrame | None, results: pd.DataFrame,
                      "attack": r.attack, "rule": r.rule, "layer": int(r.layer),
                      "k": labels.get(float(r.k), f"{float(r.k):g}"),
                      "comparison": kind, "model": label, "test": test,
-                     "median difference": float(median), "n": int(r.n_images), "U": r.u,
+                     "median difference": float(median), "ci low": float(low),
+                     "ci high": float(high), "diff 95% CI": format_interval(low, high),
+                     "n": int(r.n_images), "U": r.u,
                      "p": r.pvalue, "stars": r.stars})
     table = pd.DataFrame(rows, columns=columns)
     return _sort(table, ["dataset", "arch", "attack", "rule", "layer"])
@@ -305,10 +317,15 @@ def layer_pivot(table: pd.DataFrame, index: list[str], cell) -> pd.DataFrame:
 
 
 def mann_whitney_display(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`mann_whitney_table` with one column per layer: median difference, p, stars."""
+    """:func:`mann_whitney_table` with one column per layer: median difference, its 95 %
+    bootstrap interval, p, stars."""
+    def cell(r) -> str:
+        interval = r.get("diff 95% CI", "")
+        interval = f" {interval}" if interval else ""
+        return f"{r['median difference']:+.3f}{interval}  {_p_text(r['p'])} {r['stars']}"
+
     return layer_pivot(
-        table, ["dataset", "arch", "attack", "rule", "k", "comparison", "test"],
-        lambda r: f"{r['median difference']:+.3f}  {_p_text(r['p'])} {r['stars']}")
+        table, ["dataset", "arch", "attack", "rule", "k", "comparison", "test"], cell)
 
 
 def spearman_display(table: pd.DataFrame) -> pd.DataFrame:

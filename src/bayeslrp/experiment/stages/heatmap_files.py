@@ -14,12 +14,14 @@ from bayeslrp.fileio import atomic_write_bytes
 
 __all__ = ["HEATMAP_POINTS", "write_heatmap_files"]
 
-#: Attacked points (the first ones, in test-index order) whose heatmaps are saved for figures.
+#: Attacked points (the first ones, in test-index order) whose heatmaps are saved for figures,
+#: unless the config's ``figures.heatmap_points`` says otherwise.
 HEATMAP_POINTS = 8
 _HEATMAP_FILE = re.compile(r"^.+__.+__.+__layer-?\d+__n\d+\.safetensors$")
 
 
-def _part_files(grid, store, folder: Path, heatmaps_file: str) -> list[Path]:
+def _part_files(grid, store, folder: Path, heatmaps_file: str,
+                n_points: int = HEATMAP_POINTS) -> list[Path]:
     tasks = [t for t in grid.tasks if t.stage == "explain"]
     clean = {(t.coords["model"], t.coords["rule"], t.coords["layer"]): t
              for t in tasks if t.coords["source"] == "clean"}
@@ -33,7 +35,7 @@ def _part_files(grid, store, folder: Path, heatmaps_file: str) -> list[Path]:
         clean_task = clean[model, rule, t.coords["layer"]]
         if data is None:
             data = store.load_tensors(clean_task.deps["images"], DATA_FILE)
-        b = min(HEATMAP_POINTS, int(data["points"].numel()))
+        b = min(n_points, int(data["points"].numel()))
         R_clean = store.load_tensors(clean_task.key, heatmaps_file)
         R_adv = store.load_tensors(t.key, heatmaps_file)
         x_adv = store.load_tensors(t.deps["images"], IMAGES_FILE)["x"]
@@ -46,12 +48,17 @@ def _part_files(grid, store, folder: Path, heatmaps_file: str) -> list[Path]:
     return written
 
 
+def _points(part) -> int:
+    figures = getattr(getattr(part, "config", None), "figures", None)
+    return int(figures.heatmap_points) if figures is not None else HEATMAP_POINTS
+
+
 def write_heatmap_files(parts, store, run_dir: Path, heatmaps_file: str) -> Path:
     """Write the heatmap files of every part; remove those of an earlier config."""
     folder = run_dir / "heatmaps"
     folder.mkdir(exist_ok=True)
-    keep = {f.name for part in parts for f in _part_files(part.grid, store, folder,
-                                                          heatmaps_file)}
+    keep = {f.name for part in parts
+            for f in _part_files(part.grid, store, folder, heatmaps_file, _points(part))}
     for old in folder.iterdir():
         if old.name not in keep and _HEATMAP_FILE.match(old.name):
             old.unlink()
