@@ -6,6 +6,7 @@ diverging colour map centred at 0 (red positive, blue negative relevance, white 
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -278,5 +279,6 @@ def det_vs_bayes_heatmaps(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: Heat
         subfig.colorbar(image, ax=axes[2:].tolist(), shrink=0.85)
     label = int(select(df, point=point)["label"].iloc[0]) if len(select(df, point=point)) else "?"
     fig.suptitle(f"{dk.attack}, {RULE_TITLES.get(dk.rule, dk.rule)}, layer {dk.layer}, test "
-                 f"point {point} (label {label}), top-{k:g}% pixels\n{note}", fontsize=8.5)
+                 f"point {point} (label {label}), top-{k:g}% pixels\n"
+                 f"{textwrap.fill(note, 95)}", fontsize=8.5)
     return fig

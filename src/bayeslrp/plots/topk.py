@@ -9,6 +9,8 @@ are computed from the saved heatmaps with the run's own selection
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import torch
@@ -128,7 +130,8 @@ def topk_pixels(df: pd.DataFrame, det_maps: HeatmapSet, bay_maps: HeatmapSet,
     fig.legend(handles=[Patch(color=_OVERLAP_COLORS(1), label="only in A (clean)"),
                         Patch(color=_OVERLAP_COLORS(2), label="only in B (attacked)"),
                         Patch(color=_OVERLAP_COLORS(3), label="in both")],
-               loc="lower right", ncols=3, frameon=False, fontsize=7.5)
+               loc="outside lower center", ncols=3, frameon=False, fontsize=7.5)
     fig.suptitle(f"{dk.attack}, {RULE_TITLES.get(dk.rule, dk.rule)}, layer {dk.layer}, test "
-                 f"point {point}; heatmaps scaled per row to [−1, 1]\n{note}", fontsize=8.5)
+                 f"point {point}; heatmaps scaled per row to [−1, 1]\n"
+                 f"{textwrap.fill(note, 150)}", fontsize=8.5)
     return fig
