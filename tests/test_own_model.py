@@ -361,3 +361,12 @@ def test_trained_user_models_round_trip_in_a_fresh_process(tmp_path):
         method, extras, logits = back[name]
         assert method == name and extras == sorted(ens.extras)
         torch.testing.assert_close(torch.tensor(logits), ens.logits(x))
+
+
+def test_model_file_error_is_exported_at_top_level(tmp_path):
+    """Users catch a broken saved model as ``bl.ModelFileError`` without knowing the module."""
+    path = _saved(tmp_path)
+    (path / "ensemble.json").write_text("{not json")
+    with pytest.raises(bl.ModelFileError):
+        bl.Ensemble.load(path)
+    assert bl.ModelFileError is ModelFileError and "ModelFileError" in bl.__all__

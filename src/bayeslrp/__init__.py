@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from .ensemble import Ensemble
+from .ensemble import Ensemble, ModelFileError
 from .errors import BayesLRPError
 
 __version__ = "0.1.0"
@@ -17,7 +17,7 @@ _SUBMODULES = ("data", "nets", "train", "mcmc", "lrp", "attacks", "metrics", "st
                "experiment", "plots", "report", "fileio", "explainers", "plugins", "catalog",
                "analysis")
 
-__all__ = ["Ensemble", "BayesLRPError", "__version__", "explain", "robustness", *_SUBMODULES]
+__all__ = ["Ensemble", "BayesLRPError", "ModelFileError", "__version__", "explain", "robustness", *_SUBMODULES]
 
 
 def __getattr__(name: str):
