@@ -69,3 +69,22 @@ def test_bad_shapes_and_labels_are_refused():
         calibration(torch.ones(3, 2) / 2, torch.tensor([0, 1]))
     with pytest.raises(BayesLRPError):
         calibration(torch.ones(2, 2) / 2, torch.tensor([0, 2]))
+
+
+def test_report_models_table_shows_calibration_and_posterior_columns():
+    import pandas as pd
+
+    from bayeslrp.report.tables import accuracy_table
+
+    models = [{"name": "a", "method": "hmc", "arch": "fc2", "dataset": "mnist",
+               "test_accuracy": 0.9, "n_samples": 4,
+               "calibration": {"nll": 0.3, "ece": 0.02, "accuracy": 0.9},
+               "posterior": {"n_samples": 4, "prediction_disagreement": 0.1,
+                             "predictive_ess": {"median": 3.0}}},
+              {"name": "old", "method": "det", "arch": "fc2", "dataset": "mnist",
+               "test_accuracy": 0.95, "n_samples": 1, "calibration": None}]
+    table = accuracy_table(models, pd.DataFrame()).set_index("model")
+    assert table.loc["a", "test NLL"] == 0.3 and table.loc["a", "test ECE (15 bins)"] == 0.02
+    assert table.loc["a", "posterior: prediction_disagreement"] == 0.1
+    assert table.loc["a", "posterior: predictive_ess.median"] == 3.0
+    assert math.isnan(table.loc["old", "test NLL"])  # trained before calibration existed

@@ -114,6 +114,8 @@ class TrainStage(Stage):
     def run(self, params, inputs, ctx):
         import torch
 
+        from bayeslrp.evaluation import evaluate_model
+
         spec, seed = params["model"], int(params["seed"])
         method = MODEL_METHODS.get(spec["method"])()
         device = torch.device(ctx.device)
@@ -130,14 +132,16 @@ class TrainStage(Stage):
             raise BayesLRPError(f"{spec['method']} training returned {ens.n_samples} samples, "
                                 f"the config asks for {expected}")
         x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
-        accuracy = ens.accuracy(x_test.to(device), y_test.to(device))
+        evaluation = evaluate_model(ens, x_test.to(device), y_test, init=init)
         ens = ens.to("cpu")
         facts = {"method": spec["method"], "arch": spec["arch"],
                  "dataset": dataset_name(params["dataset"]),
                  "n_samples": ens.n_samples, "bayesian": method.bayesian}
-        meta = {"facts": {"model": facts}, "test_accuracy": accuracy,
+        meta = {"facts": {"model": facts}, "test_accuracy": evaluation["test_accuracy"],
                 "n_test": int(y_test.numel()), "n_train": int(x.shape[0]),
-                "diagnostics": json_safe(method.diagnostics(ens.meta))}
+                "diagnostics": json_safe(method.diagnostics(ens.meta)),
+                "calibration": json_safe(evaluation["calibration"]),
+                "posterior": json_safe(evaluation["posterior"])}
         return StageOutput(lambda directory: ens.save(directory / MODEL_DIR), meta)
 
     def estimate(self, task, config):
@@ -186,5 +190,7 @@ def _model_entry(task, store) -> dict[str, Any]:
             "dataset": facts["dataset"], "test_accuracy": meta["test_accuracy"],
             "n_test": meta.get("n_test"), "n_samples": facts["n_samples"],
             "n_train": meta.get("n_train"), "diagnostics": meta.get("diagnostics", {}),
+            # absent (None) for models trained before calibration was recorded
+            "calibration": meta.get("calibration"), "posterior": meta.get("posterior"),
             "artifact": task.key,
             **({"own_sample": facts["own_sample"]} if "own_sample" in facts else {})}
