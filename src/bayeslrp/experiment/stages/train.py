@@ -124,15 +124,20 @@ class TrainStage(Stage):
         n_classes = dataset_classes(params["dataset"])
         net = build_model_net(spec, params["shape"], n_classes, seed)
         init = load_model(inputs["init"], ctx) if "init" in inputs else None
+        x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
+        extra = {}
+        if getattr(method, "uses_test_split", False):  # e.g. det's match_accuracy
+            extra = {"test_split": (x_test.to(device), y_test),
+                     "init_meta": inputs["init"].meta if "init" in inputs else None}
         ens = method.train(spec, net, x.to(device), y.to(device), init=init,
                            common=_common(method, seed, ctx, device, params["dataset"]),
-                           scratch=ctx.scratch)
+                           scratch=ctx.scratch, **extra)
         expected = int(spec.get("n_samples", 1))
         if ens.n_samples != expected:
             raise BayesLRPError(f"{spec['method']} training returned {ens.n_samples} samples, "
                                 f"the config asks for {expected}")
-        x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
-        evaluation = evaluate_model(ens, x_test.to(device), y_test, init=init)
+        evaluation = evaluate_model(ens, x_test.to(device), y_test,
+                                    init=method.weight_reference(spec, init))
         ens = ens.to("cpu")
         facts = {"method": spec["method"], "arch": spec["arch"],
                  "dataset": dataset_name(params["dataset"]),
