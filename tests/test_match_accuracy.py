@@ -46,10 +46,11 @@ def test_same_seed_same_start_and_batches_as_det(digits):
         far = bl.train.accuracy_matched(_net(), x, y, xt, yt, target=1.0, tolerance=1e-4,
                                         epochs=1, lr=3e-3, batch_size=32, progress=False)
     assert not far.meta["matched"]["within_tolerance"]
-    last_acc = far.meta["history"]["check_accuracy"][-1]
-    if far.meta["matched"]["reached_accuracy"] == last_acc:
-        for k, v in det.params.items():
-            assert torch.equal(v, far.params[k])  # the full det run, bit for bit
+    checks = far.meta["history"]["check_accuracy"]
+    assert checks[0] == pytest.approx(bl.Ensemble.from_module(_net()).accuracy(xt, yt), abs=1e-6)
+    # the checks do not disturb training: the last one is the full det run's accuracy
+    assert checks[-1] == pytest.approx(det.accuracy(xt, yt), abs=1e-6)
+    assert far.meta["matched"]["reached_accuracy"] == max(checks)
 
 
 def test_bad_targets_are_refused(digits):
