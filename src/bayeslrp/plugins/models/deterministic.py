@@ -68,8 +68,8 @@ class DetMethod(ModelMethod):
     def check(self, spec: Any, config: Any) -> None:
         target = spec.match_accuracy
         if target is None:
-            for key in ("match_tolerance", "match_every"):
-                if key in spec.model_fields_set:
+            for key in ("match_tolerance", "match_every"):  # the resolved config has both
+                if getattr(spec, key) != type(spec).model_fields[key].default:
                     raise ConfigIssue((key,), "only used with match_accuracy")
             return
         names = {m.name: m for m in config.models}
