@@ -92,3 +92,26 @@ def test_bundle_for_a_model_without_chains():
     assert out["weight_distance_between"] == pytest.approx(math.sqrt(2))
     assert out["weight_distance_to_reference"] is None and out["reference"] is None
     assert out["predictive_ess"] is None and out["repeated_share"] == 0.0
+
+
+def test_chunked_accumulation_equals_one_pass(monkeypatch):
+    import bayeslrp.posterior_diagnostics as pd_mod
+
+    g = torch.Generator().manual_seed(3)
+    ens = Ensemble.from_modules([nn.Linear(5, 3) for _ in range(4)])
+    ens.params = {k: torch.randn(v.shape, generator=g) for k, v in ens.params.items()}
+    ens.params["bias"][2] = ens.params["bias"][1]
+    ens.params["weight"][2] = ens.params["weight"][1]
+    ref = {k: v[0] + 0.1 for k, v in ens.params.items()}
+    whole = weight_distances(ens, ref), repeated_share(ens)
+    monkeypatch.setattr(pd_mod, "_CHUNK_ELEMENTS", 8)  # 2 columns per chunk
+    chunked = weight_distances(ens, ref), repeated_share(ens)
+    for key in ("between_samples", "to_reference", "weight_norm"):
+        assert chunked[0][key] == pytest.approx(whole[0][key], rel=1e-12)
+    assert chunked[1] == whole[1] == pytest.approx(1 / 3)
+    # by hand, from the flattened weights
+    w = torch.cat([ens.params["weight"].reshape(4, -1), ens.params["bias"]], 1).double()
+    r = torch.cat([ref["weight"].reshape(1, -1), ref["bias"].reshape(1, -1)], 1).double()
+    pair = torch.stack([(w[i] - w[j]).norm() for i in range(4) for j in range(i + 1, 4)]).mean()
+    assert whole[0]["between_samples"] == pytest.approx(float(pair / w.norm(dim=1).mean()))
+    assert whole[0]["to_reference"] == pytest.approx(float(((w - r).norm(dim=1) / r.norm()).mean()))

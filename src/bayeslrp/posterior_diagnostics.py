@@ -61,6 +61,10 @@ def prediction_disagreement(labels: torch.Tensor, n_classes: int | None = None) 
     return float(1.0 - (agree / (s * (s - 1) / 2)).mean())
 
 
+#: float64 elements of one chunk of stacked weights (32 MiB).
+_CHUNK_ELEMENTS = 1 << 22
+
+
 def _parameter_names(ens) -> list[str]:
     names = [name for name, _ in ens.module.named_parameters()]
     return [name for name in names if name in ens.params] or list(ens.params)
@@ -88,17 +92,23 @@ def weight_distances(ens, reference: Mapping[str, torch.Tensor] | None = None) -
     gram = torch.zeros(s, s, dtype=torch.float64)
     to_ref = torch.zeros(s, dtype=torch.float64)
     ref_sq = 0.0
-    for name in names:  # one parameter tensor at a time bounds the float64 copies
-        w = ens.params[name].detach().reshape(s, -1).to("cpu", torch.float64)
-        gram += w @ w.T
+    width = max(1, _CHUNK_ELEMENTS // s)
+    for name in names:  # column chunks of one parameter at a time bound the float64 copies
+        flat = ens.params[name].detach().reshape(s, -1)
+        ref = None
         if reference is not None:
             if name not in reference:
                 raise BayesLRPError(f"the reference weights lack {name!r}")
-            r = reference[name].detach().reshape(1, -1).to("cpu", torch.float64)
-            if r.shape[1] != w.shape[1]:
+            ref = reference[name].detach().reshape(1, -1)
+            if ref.shape[1] != flat.shape[1]:
                 raise BayesLRPError(f"the reference's {name!r} has another shape")
-            to_ref += ((w - r) ** 2).sum(1)
-            ref_sq += float((r ** 2).sum())
+        for start in range(0, flat.shape[1], width):
+            w = flat[:, start:start + width].to("cpu", torch.float64)
+            gram += w @ w.T
+            if ref is not None:
+                r = ref[:, start:start + width].to("cpu", torch.float64)
+                to_ref += ((w - r) ** 2).sum(1)
+                ref_sq += float((r ** 2).sum())
     sq = gram.diagonal()
     norm = sq.sqrt().mean()
     out = {"weight_norm": float(norm), "between_samples": None, "to_reference": None}
@@ -130,9 +140,12 @@ def repeated_share(ens, chains: int = 1) -> float | None:
     if d < 2:
         return None
     same = torch.ones(d - 1, m, dtype=torch.bool)
+    width = max(1, _CHUNK_ELEMENTS // ens.n_samples)
     for name in _parameter_names(ens):
-        w = ens.params[name].detach().reshape(d, m, -1)
-        same &= (w[1:] == w[:-1]).all(-1).cpu()
+        flat = ens.params[name].detach().reshape(d, m, -1)
+        for start in range(0, flat.shape[2], width):
+            w = flat[:, :, start:start + width]
+            same &= (w[1:] == w[:-1]).all(-1).cpu()
     return float(same.to(torch.float64).mean())
 
 
