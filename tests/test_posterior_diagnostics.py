@@ -115,3 +115,20 @@ def test_chunked_accumulation_equals_one_pass(monkeypatch):
     pair = torch.stack([(w[i] - w[j]).norm() for i in range(4) for j in range(i + 1, 4)]).mean()
     assert whole[0]["between_samples"] == pytest.approx(float(pair / w.norm(dim=1).mean()))
     assert whole[0]["to_reference"] == pytest.approx(float(((w - r).norm(dim=1) / r.norm()).mean()))
+
+
+def test_vi_reference_uses_the_means_and_the_point_estimates():
+    from bayeslrp.evaluation import reference_weights
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ens = Ensemble.from_modules([net, net])
+    mu = {f"mu.{k}": v[0] + 1.0 for k, v in ens.params.items() if k.startswith("0.")}
+    ens.extras = mu
+    ref, kind = reference_weights(ens)
+    assert kind == "vi_mean"
+    assert torch.equal(ref["0.weight"], ens.params["0.weight"][0] + 1.0)
+    assert torch.equal(ref["1.weight"], ens.params["1.weight"][0])  # BN: no mu, point estimate
+    init = Ensemble.from_module(net)
+    ref, kind = reference_weights(ens, init)
+    assert kind == "init_model" and torch.equal(ref["0.weight"], init.params["0.weight"][0])
+    assert reference_weights(Ensemble.from_module(net)) == (None, None)

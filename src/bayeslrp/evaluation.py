@@ -61,8 +61,8 @@ def reference_weights(ens, init=None) -> tuple[dict[str, torch.Tensor] | None, s
 
     ``init`` (the model this one was trained from, e.g. HMC's ``init_model`` det MAP): its
     first sample, ``"init_model"``. Otherwise a MAP a method stored in the Ensemble's extras as
-    ``map.<name>`` tensors: ``"map"``. Otherwise VI's variational means ``mu.*``:
-    ``"vi_mean"``. Otherwise none.
+    ``map.<name>`` tensors: ``"map"``. Otherwise VI's variational means ``mu.*`` (its point
+    estimates for parameters without one): ``"vi_mean"``. Otherwise none.
     """
     if init is not None:
         return {k: v[0] for k, v in init.params.items()}, "init_model"
@@ -71,7 +71,10 @@ def reference_weights(ens, init=None) -> tuple[dict[str, torch.Tensor] | None, s
         return stored, "map"
     mu = {k[3:]: v for k, v in ens.extras.items() if k.startswith("mu.")}
     if mu:
-        return mu, "vi_mean"
+        # parameters VI keeps as point estimates (BatchNorm scale and shift) have no mu: they
+        # are the same in every draw, and that value is their centre
+        return {name: mu[name] if name in mu else v[0] for name, v in ens.params.items()}, \
+            "vi_mean"
     return None, None
 
 
