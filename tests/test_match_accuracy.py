@@ -103,3 +103,20 @@ def test_match_accuracy_config_errors(change, match):
     change(cfg)
     with pytest.raises(BayesLRPError, match=match):
         load_config(cfg)
+
+
+def test_plan_estimate_counts_the_accuracy_checks():
+    from bayeslrp.plugins.models import model_method
+
+    cfg = load_config(MATCHED)
+    det, matched = cfg.model("det"), cfg.model("det_matched")
+    n = cfg.data.train_size
+    assert model_method("det").test_passes(det, n) == 0.0
+    # 6 epochs of ceil(1348 / 32) = 43 steps, a check every step, plus the one before training
+    assert model_method("det").test_passes(matched, n) == 1 + 6 * 43
+    g = expand_grid(cfg)
+    from bayeslrp.experiment.stages.train import TrainStage
+
+    train = TrainStage()
+    assert train.estimate(g.by_label("train[det_matched]"), cfg) > \
+        train.estimate(g.by_label("train[det]"), cfg)

@@ -155,8 +155,10 @@ class TrainStage(Stage):
         name = task.coords["model"]
         spec = config.model(name)
         flops = model_forward_flops(config, name)
-        work, kind = MODEL_METHODS.get(spec.method)().cost(spec, config.data.train_size, flops)
-        test = spec.sample_count * _test_size(config) * flops
+        method = MODEL_METHODS.get(spec.method)()
+        work, kind = method.cost(spec, config.data.train_size, flops)
+        passes = spec.sample_count + method.test_passes(spec, config.data.train_size)
+        test = passes * _test_size(config) * flops
         return seconds(work, kind, "train") + seconds(test, "test", "train") - 0.3
 
     def publish(self, parts, store, run_dir):

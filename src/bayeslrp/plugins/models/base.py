@@ -158,6 +158,11 @@ class ModelMethod:
         epochs = getattr(spec, "epochs", None) or 1
         return 3.0 * epochs * n_train * flops, "train"
 
+    def test_passes(self, spec: Any, n_train: int) -> float:
+        """Passes over the test split during training (det's ``match_accuracy`` checks), for
+        the plan's estimate; at most, since training may stop early."""
+        return 0.0
+
     def diagnostics(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Training diagnostics for models.json from the Ensemble's ``meta``."""
         return {}

@@ -92,6 +92,12 @@ class DetMethod(ModelMethod):
                                            "init_weights (a trained network), or epochs >= 1")
         return default_epochs(spec.arch, dataset) if spec.epochs is None else {}
 
+    def test_passes(self, spec, n_train):
+        if spec.match_accuracy is None:
+            return 0.0
+        steps = (spec.epochs or 1) * -(-n_train // spec.batch_size)
+        return 1.0 + steps / spec.match_every
+
     def weight_reference(self, spec, init):
         return None if spec.get("match_accuracy") else init  # matched, not started from
 
