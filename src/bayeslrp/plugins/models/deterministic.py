@@ -125,9 +125,9 @@ class DetMethod(ModelMethod):
 
     def diagnostics(self, meta):
         if "matched" in meta:
-            return {key: meta["matched"][key] for key in
+            return {key: meta["matched"].get(key) for key in
                     ("target_accuracy", "reached_accuracy", "tolerance", "within_tolerance",
-                     "steps")}
+                     "steps", "partial_step")}
         return {"final_loss": last_value(meta, "loss"),
                 "final_train_accuracy": last_value(meta, "train_accuracy")}
 
