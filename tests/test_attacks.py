@@ -219,7 +219,8 @@ def test_run_attack_dispatches_by_name(ens3, batch):
         bl.attacks.run_attack(ens3, x, y, "deepfool")
     with pytest.raises(bl.BayesLRPError, match=r"attack error at steps: .*greater than 0"):
         bl.attacks.run_attack(ens3, x, y, "pgd", steps=0)
-    assert bl.attacks.methods() == ("fgsm", "pgd", "topk", "region", "beta")
+    assert bl.attacks.methods() == ("fgsm", "pgd", "topk", "region", "beta", "noise",
+                                  "pgd_adaptive")
 
 
 @pytest.mark.parametrize("call, message", [

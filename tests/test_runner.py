@@ -221,6 +221,7 @@ def test_run_directory_files(tiny_run):
     x_test, y_test = bl.data.load("synthetic", "test", shape=(1, 8, 8), seed=0)
     assert models[0]["test_accuracy"] == pytest.approx(ens.accuracy(x_test, y_test))
     assert "acceptance" in models[3]["diagnostics"] and "elbo_per_point" in models[2]["diagnostics"]
+    _check_calibration_and_posterior(tiny_run, models, x_test, y_test)
     assert load_config((run_dir / "config.yaml").read_text()) == load_config(TINY)
     files = sorted(p.name for p in (run_dir / "heatmaps").iterdir())
     # (det, adv: 1 n; vi, hmc: 2 n) × 2 attacks × 3 layers
@@ -239,6 +240,28 @@ def test_run_directory_files(tiny_run):
     assert flags["device"] == "cpu" and flags["cudnn_deterministic"] is True
     assert flags["tf32_matmul"] is False and flags["tf32_cudnn"] is False
     assert not (run_dir / "work").exists()
+
+
+def _check_calibration_and_posterior(tiny_run, models, x_test, y_test):
+    """models.json's calibration is that of each model's predictive mean on the test split
+    (bl.calibration, oracle-tested on its own); the posterior block names its reference."""
+    from bayeslrp.calibration import calibration
+    from bayeslrp.posterior_diagnostics import repeated_share
+
+    for m in models:
+        ens = _model(tiny_run, m["name"])
+        want = calibration(ens.predict_proba(x_test), y_test)
+        assert m["calibration"]["nll"] == pytest.approx(want["nll"], rel=1e-9)
+        assert m["calibration"]["ece"] == pytest.approx(want["ece"], abs=1e-12)
+        assert m["calibration"]["accuracy"] == pytest.approx(m["test_accuracy"])
+    det, adv, vi, hmc = models
+    assert det["posterior"]["prediction_disagreement"] is None  # S = 1: no pairs
+    assert vi["posterior"]["reference"] == "vi_mean"
+    assert hmc["posterior"]["reference"] == "init_model"  # started at det
+    assert hmc["posterior"]["repeated_share"] == pytest.approx(
+        repeated_share(_model(tiny_run, "hmc")))
+    assert hmc["posterior"]["predictive_ess"]["n_draws"] == 4
+    assert 0.0 <= vi["posterior"]["prediction_disagreement"] <= 1.0
 
 
 def test_rerun_reuses_everything_and_is_bit_identical(tiny_run, tmp_path):

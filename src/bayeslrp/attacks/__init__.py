@@ -2,6 +2,7 @@
 
 Gradient attacks (:mod:`~bayeslrp.attacks.gradient`): :func:`fgsm`, :func:`pgd` with the ensemble
 modes ``expected_gradient`` (default), ``predictive`` and ``per_sample_average``.
+The noise floor: :func:`sign_noise` (the attack named ``noise``).
 Saliency attacks (:mod:`~bayeslrp.attacks.saliency`): :func:`topk`, :func:`region`,
 :func:`manipulate` (the attack named ``beta``). Outcomes: :func:`evaluate`. One entry point by
 name, :func:`run_attack`, dispatching through the attack registry
@@ -17,10 +18,11 @@ from ..ensemble import Ensemble
 from ._common import data_args
 from .evaluate import evaluate
 from .gradient import MODES, fgsm, pgd
+from .noise import sign_noise
 from .saliency import manipulate, random_other_indices, random_region, region, topk
 
 __all__ = ["MODES", "evaluate", "fgsm", "manipulate", "methods", "pgd", "random_other_indices",
-           "random_region", "region", "run_attack", "topk"]
+           "random_region", "region", "run_attack", "sign_noise", "topk"]
 
 
 def methods() -> tuple[str, ...]:

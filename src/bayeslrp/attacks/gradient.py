@@ -32,6 +32,8 @@ from ._common import (check_images, check_labels, check_positive, data_args, ima
 from .input_gradient import summed_sample_gradient
 
 MODES = ("expected_gradient", "predictive", "per_sample_average")
+#: How PGD restarts are compared per image (:func:`pgd`).
+KEEP = ("loss", "success")
 
 
 def fgsm(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 0.2,
@@ -83,7 +85,8 @@ def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
         steps: int = 40, alpha: float = 0.01, n_samples: int | None = None,
         mode: str = "expected_gradient", random_start: bool = True, restarts: int = 1,
         targeted: torch.Tensor | None = None, seed: int = 0, batch_size: int | None = None, *,
-        bounds: tuple[float, float] | None = None, checkpoint=None) -> torch.Tensor:
+        bounds: tuple[float, float] | None = None, checkpoint=None,
+        keep: str = "loss") -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) against an ensemble.
 
     From a uniform random start in the ε-ball (clamped to ``bounds``, default [0, 1]), ``steps``
@@ -107,16 +110,24 @@ def pgd(ens: Ensemble, x: torch.Tensor, y: torch.Tensor | None = None, eps: floa
     seed : int
         Seed of the random starts (a ``torch.Generator``); same seed, same points, whatever
         ``batch_size``.
+    keep : {"loss", "success"}
+        How restarts are compared per image: ``"loss"`` keeps the highest attacked loss;
+        ``"success"`` keeps a successful point (misclassified; the target class when
+        ``targeted``) over an unsuccessful one and the highest loss among equals — so the
+        kept point is never less successful nor, among equals, of lower loss than restart 1,
+        which is the ``restarts=1`` run of the same seed.
 
     Returns
     -------
     Tensor
         Adversarial images, same shape and device as ``x``.
     """
+    if keep not in KEEP:
+        raise BayesLRPError(f"keep must be one of {', '.join(KEEP)}; got {keep!r}")
     return _sign_attack(ens, x, y, eps=eps, steps=steps, alpha=alpha, n_samples=n_samples,
                         mode=mode, random_start=random_start, restarts=restarts,
                         targeted=targeted, seed=seed, batch_size=batch_size, bounds=bounds,
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, keep=keep)
 
 
 def loss_per_image(ens: Ensemble, x: torch.Tensor, labels: torch.Tensor, n_samples: int,
@@ -155,7 +166,8 @@ def per_sample_logits(ens: Ensemble, x: torch.Tensor, n_samples: int) -> torch.T
 
 
 def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start, restarts,
-                 targeted, seed, batch_size, bounds, checkpoint=None) -> torch.Tensor:
+                 targeted, seed, batch_size, bounds, checkpoint=None,
+                 keep="loss") -> torch.Tensor:
     x, y, bounds = data_args(x, y, bounds)
     if mode not in MODES:
         raise BayesLRPError(f"unknown ensemble attack mode {mode!r}; "
@@ -218,10 +230,18 @@ def _sign_attack(ens, x, y, *, eps, steps, alpha, n_samples, mode, random_start,
         obj = torch.cat([direction * _loss_no_grad(ens, x_adv[:, sl] if per_sample else x_adv[sl],
                                                    labels_all[sl], n, mode)
                          for sl in chunks], dim=-1)
+        won = None
+        if keep == "success":
+            won = torch.cat([_success_no_grad(ens, x_adv[:, sl] if per_sample else x_adv[sl],
+                                              labels_all[sl], n, per_sample, targeted is not None)
+                             for sl in chunks], dim=-1)
         if best is None:
-            best, best_obj = x_adv, obj
+            best, best_obj, best_won = x_adv, obj, won
         else:
             better = obj > best_obj
+            if won is not None:
+                better = (won & ~best_won) | ((won == best_won) & better)
+                best_won = torch.where(better, won, best_won)
             best = torch.where(better.view(*better.shape, 1, 1, 1), x_adv, best)
             best_obj = torch.where(better, obj, best_obj)
     if per_sample:
@@ -287,3 +307,14 @@ def _loss_gradient(ens, x_adv, labels, n, mode) -> torch.Tensor:
 def _loss_no_grad(ens, x_adv, labels, n, mode) -> torch.Tensor:
     with torch.no_grad():
         return loss_per_image(ens, x_adv, labels, n, mode)
+
+
+def _success_no_grad(ens, x_adv, labels, n, per_sample, targeted) -> torch.Tensor:
+    """Whether each point fools the attacked output: the predictive mean of the first ``n``
+    samples ``[B]`` (per sample ``[n, B]`` in ``per_sample_average`` mode)."""
+    with torch.no_grad():
+        if per_sample:
+            pred = per_sample_logits(ens, x_adv, n).argmax(-1)
+        else:
+            pred = ens.predict_proba(x_adv, n).argmax(-1)
+    return pred == labels if targeted else pred != labels

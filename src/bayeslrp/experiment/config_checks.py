@@ -169,6 +169,7 @@ def check_config(cfg: Any) -> Any:
         With the full key path of the problem.
     """
     from bayeslrp.experiment.config import selects_nothing
+    from bayeslrp.experiment.draws import check_fresh_draws
 
     models = tuple(_at(("models", i), _resolve_model, m, cfg.data)
                    for i, m in enumerate(cfg.models))
@@ -183,6 +184,7 @@ def check_config(cfg: Any) -> Any:
     for j, a in enumerate(cfg.attacks):
         if a.n_samples is not None:
             _check_sample_counts(("attacks", j, "n_samples"), (a.n_samples,), bayes, single=True)
+    check_fresh_draws(cfg)
     _check_layers(cfg)
     n_pixels = cfg.data.image_shape[1] * cfg.data.image_shape[2]
     for j, k in enumerate(cfg.metrics.k):

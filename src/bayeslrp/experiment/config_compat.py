@@ -37,7 +37,7 @@ def expand_compat(data: Mapping[str, Any]) -> dict[str, Any]:
 
     if isinstance(out.get("attacks"), list):
         out["attacks"] = [fill(a, "mode", COMPAT_ORIGINAL["attacks.mode"])
-                          if isinstance(a, dict) and a.get("method") in ("fgsm", "pgd") else a
+                          if isinstance(a, dict) and a.get("method") in ("fgsm", "pgd", "pgd_adaptive") else a
                           for a in out["attacks"]]
     if isinstance(out.get("models"), list):
         models = []

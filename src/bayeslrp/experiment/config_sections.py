@@ -182,6 +182,9 @@ class ExplainSpec(StrictSpec):
     bayes: Literal["mean", "per_sample_argmax", "avg_prediction"] = "mean"
     output_seed: Literal["logit", "one"] = "logit"
     inner_seed: Literal["max", "all", "original"] = "max"
+    #: ``fresh``: Bayesian models are explained with samples their attacks did not use
+    #: (:mod:`bayeslrp.experiment.draws`).
+    explain_draws: Literal["same", "fresh"] = "same"
 
     @model_validator(mode="before")
     @classmethod

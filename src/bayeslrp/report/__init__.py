@@ -225,7 +225,14 @@ _NOTES = {
                 "the attack's success rate on each.",
     "models": "Test accuracy and training diagnostics as recorded in models.json (HMC: "
               "acceptance rate, divergences, step size; VI: ELBO); accuracy on attacked "
-              "points from the results, at the largest sample count.",
+              "points from the results, at the largest sample count. Test NLL and ECE (15 "
+              "equal-width confidence bins) of the predictive mean over all samples; "
+              "posterior: mean pairwise disagreement of the samples' predicted classes, "
+              "weight distances between samples (relative to the mean weight norm) and to "
+              "the reference (relative to its norm; init_model = the det MAP HMC started "
+              "from, vi_mean = VI's means), share of samples repeating their predecessor "
+              "(HMC rejections), predictive ESS of the true-class probability (MCMC "
+              "chains) — docs/calibration.md.",
     "attacks": "Success = originally correct and now wrong (SPEC §6); success rate = "
                "successes / originally correct points. Failed attacks: still correct.",
     "robustness": "Median k-LRP robustness per layer and median softmax robustness "

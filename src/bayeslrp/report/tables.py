@@ -95,6 +95,11 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _number(value: Any) -> float:
+    """A models.json number, NaN where it is missing (null)."""
+    return math.nan if value is None else float(value)
+
+
 def accuracy_table(models: list[dict[str, Any]], results: pd.DataFrame) -> pd.DataFrame:
     """One row per model: test accuracy and training diagnostics from ``models.json``, and the
     clean accuracy on the attacked points from the results (at the model's largest sample
@@ -109,9 +114,16 @@ def accuracy_table(models: list[dict[str, Any]], results: pd.DataFrame) -> pd.Da
                "dataset": entry.get("dataset", ""),
                "test accuracy": entry.get("test_accuracy", math.nan),
                "posterior samples": entry.get("n_samples", math.nan)}
+        calib = entry.get("calibration") or {}
+        row["test NLL"] = _number(calib.get("nll"))
+        row["test ECE (15 bins)"] = _number(calib.get("ece"))
         diagnostics: dict[str, Any] = {}
         _flatten("", entry.get("diagnostics") or {}, diagnostics)
         row.update({f"diag: {key}": value for key, value in diagnostics.items()})
+        posterior: dict[str, Any] = {}
+        _flatten("", entry.get("posterior") or {}, posterior)
+        row.update({f"posterior: {key}": value for key, value in posterior.items()
+                    if key != "n_samples"})
         rows[name] = row
     if not results.empty:
         firsts = results.drop_duplicates(["model", "n_samples", "point"])
@@ -128,8 +140,9 @@ def accuracy_table(models: list[dict[str, Any]], results: pd.DataFrame) -> pd.Da
     table = pd.DataFrame(list(rows.values()))
     if table.empty:
         return pd.DataFrame(columns=["model", "method", "arch", "dataset", "test accuracy"])
-    head = ["model", "method", "arch", "dataset", "test accuracy", "posterior samples",
-            "accuracy on attacked points", "attacked points"]
+    head = ["model", "method", "arch", "dataset", "test accuracy", "test NLL",
+            "test ECE (15 bins)", "posterior samples", "accuracy on attacked points",
+            "attacked points"]
     head = [c for c in head if c in table.columns]
     table = table[head + sorted(c for c in table.columns if c not in head)]
     return _sort(table, ["dataset", "arch", "method", "model"])

@@ -39,8 +39,13 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
         batch_size: int, seed: int, progress: bool, description: str,
         device: str | torch.device | None = None,
         batch_transform: BatchTransform | None = None,
-        options: TrainOptions | None = None) -> tuple[nn.Module, dict]:
+        options: TrainOptions | None = None,
+        on_step: Callable[[nn.Module, int], bool] | None = None) -> tuple[nn.Module, dict]:
     """Train a copy of ``net`` on cross-entropy; return it (eval mode) and a history.
+
+    ``on_step(model, steps_done)``, if given, is called after every optimiser step; when it
+    returns True training stops there (the history's last epoch then averages the batches
+    done).
 
     ``options`` chooses the optimiser (default Adam), learning-rate steps and augmentation
     (:class:`~bayeslrp.train.options.TrainOptions`); augmented batches are what
@@ -58,8 +63,11 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
     n = x.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
     history: dict = {"loss": [], "train_accuracy": [], "epoch_seconds": []}
+    steps, stopped = 0, False
     with progress_bar(description, epochs * n_batches, enabled=progress) as bar:
         for epoch in range(epochs):
+            if stopped:
+                break
             started = time.perf_counter()
             if options.lr_milestones:
                 for group in optimiser.param_groups:
@@ -68,6 +76,7 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
             # device-side sums: no host sync per step (float64, as Python floats were)
             total_loss = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 xb, yb = x[idx].to(device), y[idx].to(device)
@@ -84,7 +93,12 @@ def fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: fl
                 correct += (logits.detach().argmax(-1) == yb).sum()
                 if bar.enabled:
                     bar.advance(1, loss=loss.item())
-            history["loss"].append(float(total_loss) / n)
-            history["train_accuracy"].append(int(correct) / n)
+                seen += yb.shape[0]
+                steps += 1
+                if on_step is not None and on_step(model, steps):
+                    stopped = True
+                    break
+            history["loss"].append(float(total_loss) / seen)
+            history["train_accuracy"].append(int(correct) / seen)
             history["epoch_seconds"].append(time.perf_counter() - started)
     return model.eval(), history

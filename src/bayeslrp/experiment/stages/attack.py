@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bayeslrp.experiment.draws import attack_samples
 from bayeslrp.experiment.stages.base import Stage, StageOutput, is_bayesian, load_model
 from bayeslrp.experiment.stages.data import DATA_FILE, IMAGES_FILE
 from bayeslrp.experiment.stages.explainers import explainer_key_params, explainer_from_params
@@ -32,8 +33,7 @@ class AttackStage(Stage):
                     continue  # a transfer attack is computed on its source model only
                 method = ATTACK_METHODS.get(a.method)()
                 params = {"attack": method.key_params(a, cfg), "seed": cfg.seed}
-                params["attack"]["n_samples"] = min(a.n_samples or m.sample_count,
-                                                    m.sample_count)
+                params["attack"]["n_samples"] = attack_samples(cfg, m, a)
                 if method.uses_explainer:
                     params["explain"] = explainer_key_params(cfg, a.explained_rule, m, last,
                                                              output_layer=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from bayeslrp.experiment.draws import draw_params, explained_view
 from bayeslrp.experiment.stages.base import Stage, StageOutput, is_bayesian, load_model
 from bayeslrp.experiment.stages.data import images_of
 from bayeslrp.experiment.stages.explainers import explainer_from_params, explainer_key_params
@@ -76,7 +77,7 @@ def explain_cumulative(ens, x: torch.Tensor, explainer, n_list: list[int]
 class ExplainStage(Stage):
     """Params: ``rule`` (a registered explainer), ``rule_args``, ``layer``, ``n_samples``, and
     ``output_seed`` (output layer) or ``inner_seed`` (inner layer), ``bayes`` (Bayesian
-    models). Output ``heatmaps.safetensors``: ``mean`` and ``std`` ``[len(n), B, H, W]``,
+    models), ``draw_offset`` (``explain_draws: fresh``: the first sample used). Output ``heatmaps.safetensors``: ``mean`` and ``std`` ``[len(n), B, H, W]``,
     ``n_samples``."""
 
     name = "explain"
@@ -93,7 +94,8 @@ class ExplainStage(Stage):
                     for src, images in image_sources(planner, m).items():
                         params = {"rule": rule, "layer": layer, "n_samples": n_list,
                                   **explainer_key_params(cfg, rule, m, layer,
-                                                         output_layer=layer == layers[-1])}
+                                                         output_layer=layer == layers[-1]),
+                                  **draw_params(cfg, m)}
                         explain[m.name, src, rule, layer] = planner.add(
                             "explain", params,
                             {"model": planner.shared["model_keys"][m.name],
@@ -118,6 +120,7 @@ class ExplainStage(Stage):
         explainer = explainer_from_params(params["rule"], params, is_bayesian(model_facts),
                                           layer=int(params["layer"]))
         n_list = [int(n) for n in params["n_samples"]]
+        ens = explained_view(ens, params, max(n_list))
         images = images_of(inputs["images"])
         check_data(ens, images)
         mean, std = explain_cumulative(ens, images, explainer, n_list)

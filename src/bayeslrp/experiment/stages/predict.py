@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from bayeslrp.experiment.draws import draw_params, explained_view
 from bayeslrp.experiment.stages.base import Stage, StageOutput, load_model
 from bayeslrp.experiment.stages.data import images_of
 from bayeslrp.experiment.store import tensors_to_bytes
@@ -45,7 +46,9 @@ def image_facts(ref) -> dict:
 
 
 class PredictStage(Stage):
-    """Output ``probs.safetensors``: ``probs [len(n), B, C]`` (float64), ``n_samples``."""
+    """Params ``n_samples`` and, with ``explain_draws: fresh``, ``draw_offset`` (the first
+    sample used). Output ``probs.safetensors``: ``probs [len(n), B, C]`` (float64),
+    ``n_samples``."""
 
     name = "predict"
     device_dependent = True
@@ -57,7 +60,7 @@ class PredictStage(Stage):
             n_list = cfg.explain.n_samples_for(m)
             for src, images in image_sources(planner, m).items():
                 predict[m.name, src] = planner.add(
-                    "predict", {"n_samples": list(n_list)},
+                    "predict", {"n_samples": list(n_list), **draw_params(cfg, m)},
                     {"model": planner.shared["model_keys"][m.name], "images": images.key},
                     f"predict[{m.name},{src}]", {"model": m.name, "source": src})
         planner.shared["predict"] = predict
@@ -75,6 +78,7 @@ class PredictStage(Stage):
 
         ens = load_model(inputs["model"], ctx)
         n_list = [int(n) for n in params["n_samples"]]
+        ens = explained_view(ens, params, max(n_list))
         images = images_of(inputs["images"])
         check_data(ens, images)  # holds by the config's fit checks; a saved model is not trusted
         probs = cumulative_probs(ens, images, n_list)

@@ -54,14 +54,19 @@ class SelectStage(Stage):
     def run(self, params, inputs, ctx):
         j = int(params["sample"])
         parent = inputs["model"]
+        from bayeslrp.evaluation import evaluate_model
+        from bayeslrp.experiment.stages.train import json_safe
+
         ens = load_model(parent, ctx)
         if not 0 <= j < ens.n_samples:
             raise BayesLRPError(f"sample {j} does not exist; the model keeps {ens.n_samples}")
         ens = ens.select([j])
         x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
-        accuracy = ens.accuracy(x_test.to(ens.device), y_test.to(ens.device))
+        evaluation = evaluate_model(ens, x_test.to(ens.device), y_test)
         facts = {**parent.facts["model"], "n_samples": 1, "own_sample": j}
-        meta = {"facts": {"model": facts}, "test_accuracy": accuracy,
+        meta = {"facts": {"model": facts}, "test_accuracy": evaluation["test_accuracy"],
                 "n_test": int(y_test.numel()), "n_train": parent.meta.get("n_train"),
-                "diagnostics": {"parent_test_accuracy": parent.meta.get("test_accuracy")}}
+                "diagnostics": {"parent_test_accuracy": parent.meta.get("test_accuracy")},
+                "calibration": json_safe(evaluation["calibration"]),
+                "posterior": json_safe(evaluation["posterior"])}
         return StageOutput(lambda directory: ens.to("cpu").save(directory / MODEL_DIR), meta)

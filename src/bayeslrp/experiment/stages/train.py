@@ -114,6 +114,8 @@ class TrainStage(Stage):
     def run(self, params, inputs, ctx):
         import torch
 
+        from bayeslrp.evaluation import evaluate_model
+
         spec, seed = params["model"], int(params["seed"])
         method = MODEL_METHODS.get(spec["method"])()
         device = torch.device(ctx.device)
@@ -122,22 +124,29 @@ class TrainStage(Stage):
         n_classes = dataset_classes(params["dataset"])
         net = build_model_net(spec, params["shape"], n_classes, seed)
         init = load_model(inputs["init"], ctx) if "init" in inputs else None
+        x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
+        extra = {}
+        if getattr(method, "uses_test_split", False):  # e.g. det's match_accuracy
+            extra = {"test_split": (x_test.to(device), y_test),
+                     "init_meta": inputs["init"].meta if "init" in inputs else None}
         ens = method.train(spec, net, x.to(device), y.to(device), init=init,
                            common=_common(method, seed, ctx, device, params["dataset"]),
-                           scratch=ctx.scratch)
+                           scratch=ctx.scratch, **extra)
         expected = int(spec.get("n_samples", 1))
         if ens.n_samples != expected:
             raise BayesLRPError(f"{spec['method']} training returned {ens.n_samples} samples, "
                                 f"the config asks for {expected}")
-        x_test, y_test = load_split(params["dataset"], "test", params["shape"], ctx)
-        accuracy = ens.accuracy(x_test.to(device), y_test.to(device))
+        evaluation = evaluate_model(ens, x_test.to(device), y_test,
+                                    init=method.weight_reference(spec, init))
         ens = ens.to("cpu")
         facts = {"method": spec["method"], "arch": spec["arch"],
                  "dataset": dataset_name(params["dataset"]),
                  "n_samples": ens.n_samples, "bayesian": method.bayesian}
-        meta = {"facts": {"model": facts}, "test_accuracy": accuracy,
+        meta = {"facts": {"model": facts}, "test_accuracy": evaluation["test_accuracy"],
                 "n_test": int(y_test.numel()), "n_train": int(x.shape[0]),
-                "diagnostics": json_safe(method.diagnostics(ens.meta))}
+                "diagnostics": json_safe(method.diagnostics(ens.meta)),
+                "calibration": json_safe(evaluation["calibration"]),
+                "posterior": json_safe(evaluation["posterior"])}
         return StageOutput(lambda directory: ens.save(directory / MODEL_DIR), meta)
 
     def estimate(self, task, config):
@@ -146,8 +155,10 @@ class TrainStage(Stage):
         name = task.coords["model"]
         spec = config.model(name)
         flops = model_forward_flops(config, name)
-        work, kind = MODEL_METHODS.get(spec.method)().cost(spec, config.data.train_size, flops)
-        test = spec.sample_count * _test_size(config) * flops
+        method = MODEL_METHODS.get(spec.method)()
+        work, kind = method.cost(spec, config.data.train_size, flops)
+        passes = spec.sample_count + method.test_passes(spec, config.data.train_size)
+        test = passes * _test_size(config) * flops
         return seconds(work, kind, "train") + seconds(test, "test", "train") - 0.3
 
     def publish(self, parts, store, run_dir):
@@ -186,5 +197,7 @@ def _model_entry(task, store) -> dict[str, Any]:
             "dataset": facts["dataset"], "test_accuracy": meta["test_accuracy"],
             "n_test": meta.get("n_test"), "n_samples": facts["n_samples"],
             "n_train": meta.get("n_train"), "diagnostics": meta.get("diagnostics", {}),
+            # absent (None) for models trained before calibration was recorded
+            "calibration": meta.get("calibration"), "posterior": meta.get("posterior"),
             "artifact": task.key,
             **({"own_sample": facts["own_sample"]} if "own_sample" in facts else {})}

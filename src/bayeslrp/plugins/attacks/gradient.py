@@ -6,7 +6,8 @@ from typing import Literal
 from bayeslrp.plugins.attacks.base import AttackMethod, AttackSpecBase
 from bayeslrp.plugins.spec import EnsembleMode, PosFloat, PosInt
 
-__all__ = ["FGSMAttack", "FGSMMethod", "PGDAttack", "PGDMethod", "attack_seed"]
+__all__ = ["FGSMAttack", "FGSMMethod", "PGDAdaptiveAttack", "PGDAdaptiveMethod", "PGDAttack",
+           "PGDMethod", "attack_seed"]
 
 
 def attack_seed(seed: int, *tags: object) -> int:
@@ -32,6 +33,17 @@ class PGDAttack(AttackSpecBase):
     alpha: PosFloat = 0.01
     restarts: PosInt = 1
     targeted: bool = False
+
+
+class PGDAdaptiveAttack(PGDAttack):
+    """The "adaptive" strength level: PGD with 5× the steps and 5 restarts; each image keeps
+    a successful restart over an unsuccessful one, then the highest loss. Its random starts
+    are PGD's (same seed stream), so restart 1 is ``pgd`` with the same ``steps`` and
+    ``alpha``."""
+
+    method: Literal["pgd_adaptive"]  # type: ignore[assignment]
+    steps: PosInt = 200
+    restarts: PosInt = 5
 
 
 class _GradientMethod(AttackMethod):
@@ -61,6 +73,9 @@ class PGDMethod(_GradientMethod):
     name = "pgd"
     Spec = PGDAttack
 
+    #: how restarts are compared per image (:func:`bayeslrp.attacks.pgd` ``keep``)
+    keep = "loss"
+
     def run(self, ens, x, y, spec, *, seed, explainer=None, bounds=(0.0, 1.0),
             checkpoint=None):
         import torch
@@ -77,4 +92,12 @@ class PGDMethod(_GradientMethod):
                            n_samples=int(spec["n_samples"]), mode=spec["mode"],
                            restarts=spec["restarts"], targeted=targeted,
                            seed=attack_seed(seed, "pgd-start"), bounds=bounds,
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, keep=self.keep)
+
+
+class PGDAdaptiveMethod(PGDMethod):
+    """``method: pgd_adaptive`` — :func:`bayeslrp.attacks.pgd` with ``keep="success"``."""
+
+    name = "pgd_adaptive"
+    Spec = PGDAdaptiveAttack
+    keep = "success"

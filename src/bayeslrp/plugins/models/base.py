@@ -92,6 +92,9 @@ class ModelMethod:
     bayesian: ClassVar[bool] = False
     #: Spec keys that do not change the trained model (left out of the artifact key).
     unkeyed: ClassVar[frozenset[str]] = frozenset({"name", "seed"})
+    #: :meth:`train` also gets ``test_split=(x_test, y_test)`` and ``init_meta`` (the meta of
+    #: the :meth:`init_model` artifact: its ``test_accuracy``, …).
+    uses_test_split: ClassVar[bool] = False
 
     def resolve(self, spec: Any, dataset: str) -> dict[str, Any]:
         """Defaults that depend on the dataset, as ``{key: value}`` updates of ``spec``.
@@ -105,8 +108,14 @@ class ModelMethod:
         """Semantic checks against the whole (resolved) config; raise ``ConfigIssue``."""
 
     def init_model(self, spec: Any) -> str | None:
-        """The name of a model this one starts from (its artifact is a training input)."""
+        """The name of a model this one depends on — starts from, or (det's
+        ``match_accuracy``) matches; its artifact is the training input ``init``."""
         return None
+
+    def weight_reference(self, spec: Any, init):
+        """The Ensemble the samples' weight distances are measured to (models.json
+        ``posterior``): the ``init`` model this one starts from, by default."""
+        return init
 
     def key_params(self, spec: Any) -> dict[str, Any]:
         """The spec as it enters the artifact key (training options at their defaults left
@@ -148,6 +157,11 @@ class ModelMethod:
         """``(FLOPs, kind)`` of training on ``n_train`` images, one forward = ``flops``."""
         epochs = getattr(spec, "epochs", None) or 1
         return 3.0 * epochs * n_train * flops, "train"
+
+    def test_passes(self, spec: Any, n_train: int) -> float:
+        """Passes over the test split during training (det's ``match_accuracy`` checks), for
+        the plan's estimate; at most, since training may stop early."""
+        return 0.0
 
     def diagnostics(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """Training diagnostics for models.json from the Ensemble's ``meta``."""
