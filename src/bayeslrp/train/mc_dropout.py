@@ -132,7 +132,8 @@ def mc_dropout(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
     Returns
     -------
     Ensemble
-        S samples; ``extras["mask.<layer>"]`` holds the masks ``[S, in]``.
+        S samples; ``extras["mask.<layer>"]`` holds the masks ``[S, in]`` and
+        ``extras["trained.<layer>.weight"]`` the trained (unmasked) weight of each masked layer.
     """
     if not 0 < float(p) < 1:
         raise BayesLRPError(f"dropout rate p must be in (0, 1); got {p}")
@@ -167,6 +168,7 @@ def mc_dropout(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
                          "weight W * mask / (1 - p)"}
     if options is not None and options != TrainOptions():
         meta["options"] = options.as_dict()
-    extras = {f"mask.{name}": masks[name].to(next(iter(params.values())).device)
-              for name in layers}
+    where = next(iter(params.values())).device
+    extras = {f"mask.{name}": masks[name].to(where) for name in layers}
+    extras.update({f"trained.{name}.weight": state[f"{name}.weight"] for name in layers})
     return Ensemble.from_params(model, params, meta=meta, extras=extras)
