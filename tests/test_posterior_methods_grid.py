@@ -92,7 +92,7 @@ def test_specs_keys_and_plan(tmp_path):
     assert load_config(_with(3, epochs=None)).model("drop").epochs == 15  # det's for fc2
     grid = expand_grid(cfg)
     lap = grid.by_label("train[lap]")
-    assert lap.inputs["init"] == grid.by_label("train[det]").key
+    assert lap.deps["init"] == grid.by_label("train[det]").key
     assert "adv_eps" not in lap.params["model"] and "init_model" not in lap.params["model"]
     assert "adv_eps" not in grid.by_label("train[ens]").params["model"]
     other = _with(2, members=4)
