@@ -143,3 +143,44 @@ def test_grid_ensemble_members_are_the_grid_det_models(grid_run):
     lap, wn = load("lapll"), load("wn")
     assert torch.equal(lap.params["1.weight"][2], det.params["1.weight"][0])  # not the head
     assert not torch.equal(wn.params["1.weight"][0], det.params["1.weight"][0])
+
+
+def test_user_factory_architecture_runs_every_method(tmp_path):
+    """The own-model path: a factory LeNet (Conv, BatchNorm, Dropout, two Linear) on an .npz
+    dataset with bounds [-1, 1]; each method trains, and the grid gives rows for it."""
+    import numpy as np
+
+    from test_own_model import _data
+
+    files = {}
+    for split, n, seed in (("train", 96, 1), ("test", 40, 2)):
+        ds = _data(n, seed)
+        files[split] = tmp_path / f"{split}.npz"
+        np.savez(files[split], x=ds.x.numpy(), y=ds.y.numpy())
+    arch = {"factory": "test_own_model:lenet", "kwargs": {"width": 3}}
+    doc = {"name": "own-posteriors", "seed": 1,
+           "data": {"dataset": {"train": str(files["train"]), "test": str(files["test"]),
+                                "bounds": [-1, 1]}, "n_points": 8},
+           "models": [
+               {"name": "det", "method": "det", "arch": arch, "epochs": 1, "batch_size": 32},
+               {"name": "ens", "method": "ensemble", "arch": arch, "epochs": 1,
+                "batch_size": 32, "members": 2},
+               {"name": "drop", "method": "mc_dropout", "arch": arch, "epochs": 1,
+                "batch_size": 32, "n_samples": 2},
+               {"name": "lap", "method": "laplace", "arch": arch, "init_model": "det",
+                "n_samples": 2},
+               {"name": "lapll", "method": "laplace", "arch": arch, "init_model": "det",
+                "n_samples": 2, "kind": "last_layer"},
+               {"name": "wn", "method": "weight_noise", "arch": arch, "init_model": "det",
+                "n_samples": 2, "sigma": 0.1}],
+           "attacks": [{"method": "fgsm", "eps": 0.3}],
+           "explain": {"rules": ["epsilon"], "layers": "last", "n_samples": [2]},
+           "compare": {"baseline": "det"}}
+    path = tmp_path / "own.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code, _, err = _call(["run", str(path), "--run-dir", str(tmp_path / "run")])
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert {"ens", "drop", "lap", "lapll", "wn"} <= set(df["model"])
+    models = {m["name"]: m for m in json.loads((tmp_path / "run" / "models.json").read_text())}
+    assert models["drop"]["diagnostics"]["dropout_layers"] == ["head.2", "head.4"]
