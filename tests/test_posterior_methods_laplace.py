@@ -6,8 +6,9 @@ the draws.
   The last-layer (= full) Laplace precision and the diagonal one match it within 1 %, the
   draws' covariance matches its inverse within the sampling error, and the evidence-chosen
   prior precision matches a brute-force maximisation of the closed-form log evidence.
-* A small tanh MLP in float64: the diagonal GGN equals the brute-force Σₙ JₙᵀΛₙJₙ (full
-  Jacobians by autograd) within 1e-10, and the last-layer GGN equals that matrix's block.
+* A small tanh MLP in float64: the diagonal GGN (both the layer-wise and the per-image vmap
+  computation) equals the brute-force Σₙ JₙᵀΛₙJₙ (full Jacobians by autograd) within 1e-10,
+  and the last-layer GGN equals that matrix's block; on conv the two computations agree.
 """
 from __future__ import annotations
 
@@ -167,9 +168,10 @@ def test_diag_ggn_equals_brute_force_on_a_small_mlp():
     net = _mlp()
     x = torch.randn(30, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     full, names, sizes = _brute_ggn(net, x)
-    got = diag_ggn(net, x, budget=2000)  # a small budget: several image chunks
-    flat = torch.cat([got[k].flatten() for k in names])
-    assert torch.allclose(flat, full.diagonal(), rtol=1e-10, atol=1e-14)
+    for method in ("layers", "vmap"):
+        got = diag_ggn(net, x, budget=2000, method=method)  # small budget: several chunks
+        flat = torch.cat([got[k].flatten() for k in names])
+        assert torch.allclose(flat, full.diagonal(), rtol=1e-10, atol=1e-14), method
     # the last layer's block, reordered to [W | b] row-major
     start = sum(sizes[:2])
     w_idx = torch.arange(15).view(3, 5) + start
@@ -177,6 +179,35 @@ def test_diag_ggn_equals_brute_force_on_a_small_mlp():
     order = torch.cat([w_idx, b_idx], 1).flatten()
     block = full[order][:, order]
     assert torch.allclose(last_layer_ggn(net, x, batch_size=7), block, rtol=1e-10, atol=1e-14)
+
+
+def test_layerwise_diag_ggn_equals_vmap_on_conv_and_falls_back():
+    g = torch.Generator().manual_seed(2)
+    conv = bl.nets.build("conv", seed=0, hidden=6, channels=3, in_shape=[1, 16, 16],
+                         n_classes=10).double()
+    x = torch.rand(20, 1, 16, 16, generator=g, dtype=torch.float64)
+    a = diag_ggn(conv, x, method="layers", budget=5000)
+    b = diag_ggn(conv, x, method="vmap")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-10, atol=1e-15) for k in b)
+    # BatchNorm parameters and a layer used twice: not layer-wise; auto takes the vmap path
+    bn = nn.Sequential(nn.Flatten(), nn.Linear(256, 5), nn.BatchNorm1d(5), nn.Tanh(),
+                       nn.Linear(5, 10)).double().eval()
+    with pytest.raises(BayesLRPError, match="does not fit the layer-wise GGN"):
+        diag_ggn(bn, x, method="layers")
+    assert all(torch.allclose(u, v) for u, v in zip(diag_ggn(bn, x).values(),
+                                                     diag_ggn(bn, x, method="vmap").values()))
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(256, 256), nn.Linear(256, 10)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(torch.tanh(self.a(x.flatten(1))))))
+
+    twice = Twice().double()
+    got, want = diag_ggn(twice, x[:4]), diag_ggn(twice, x[:4], method="vmap")
+    assert all(torch.allclose(got[k], want[k], rtol=1e-10) for k in want)
 
 
 def test_laplace_on_fc2_and_conv_keeps_other_layers_and_is_seeded(tiny_data):
