@@ -3,8 +3,9 @@ net in train mode with the same masks (SPEC §9).
 
 Oracle: the trained network with its training-time dropout hooks (:class:`InputDropout`) in
 train mode, each hooked layer fed the stored mask of draw s on every image, gives logits equal
-to sample s of the Ensemble (its network, ``sample_module(s)``): bit for bit at p = 0.5 (1/(1−p) = 2 and the 0/1 mask are exact in
-floating point, so h·m·2 and W·m·2 round identically), within 1e-6 relative at p = 0.3.
+to sample s of the Ensemble (its network, ``sample_module(s)``): bit for bit at p = 0.5
+(1/(1−p) = 2 and the 0/1 mask are exact in floating point, so h·m·2 and W·m·2 round
+identically), within 1e-6 relative at p = 0.3.
 """
 from __future__ import annotations
 

@@ -85,6 +85,20 @@ def test_config_errors_name_the_key(doc, words, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_too_few_members_names_members():
+    doc = copy.deepcopy(BASE)
+    doc["explain"]["n_samples"] = [4]
+    with pytest.raises(BayesLRPError, match=r"explain\.n_samples\[0\]: 4 samples requested "
+                                            r"but model 'ens' keeps only 3; lower it or raise "
+                                            r"models\[2\]\.members"):
+        load_config(doc)
+
+
+def test_own_attack_sample_of_a_member():
+    cfg = load_config(_with(2, own_attack_sample=1))
+    assert cfg.own_models() == [("ens.own1", "ens", 1)]
+
+
 def test_specs_keys_and_plan(tmp_path):
     cfg = load_config(BASE)
     ens = cfg.model("ens")

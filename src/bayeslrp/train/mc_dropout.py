@@ -97,7 +97,8 @@ def _check_layers(net: nn.Module, layers: list[str]) -> list[str]:
 
 def dropout_weights(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                     p: float) -> dict[str, torch.Tensor]:
-    """A state dict with each masked layer's weight ``W·diag(m)/(1−p)`` (``masks``: layer → [in])."""
+    """A state dict with each masked layer's weight ``W·diag(m)/(1−p)`` (``masks``: layer →
+    mask ``[in]``)."""
     out = dict(state)
     for layer, mask in masks.items():
         key = f"{layer}.weight" if layer else "weight"
@@ -122,7 +123,8 @@ def mc_dropout(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
         Dropout rate in (0, 1).
     n_samples : int
         S, the number of masks drawn after training. Mask s of each layer is Bernoulli(1−p)
-        per input unit from a CPU generator seeded ``derive_seed(seed, "mc-dropout-draw", layer, s)``.
+        per input unit from a CPU generator seeded
+        ``derive_seed(seed, "mc-dropout-draw", layer, s)``.
     layers : list of str, optional
         Module names (``net.named_modules()``) of the ``nn.Linear`` layers whose input is
         dropped; default :func:`default_dropout_layers`.

@@ -1,4 +1,4 @@
-"""Deep ensembles: M det (or adv) networks from seeds ``seed + j`` (:func:`bayeslrp.train.ensemble`)."""
+"""Deep ensembles: M det (or adv) networks from seeds ``seed + j`` (``bl.train.ensemble``)."""
 from __future__ import annotations
 
 from typing import Any, Literal
