@@ -90,3 +90,22 @@ def test_ensemble_errors(tiny_data):
         bl.train.ensemble(net, x, y, member="vi")
     with pytest.raises(BayesLRPError, match="vectorize=True needs det members"):
         bl.train.ensemble(net, x, y, members=2, member="adv", vectorize=True)
+
+
+def test_stacked_training_through_vmap_matches_the_det_trainings(tiny_data, monkeypatch):
+    """Off the CPU the stacked run uses ``vmap`` (``forward_stacked``); forced here on the CPU.
+    Batched kernels may round differently: members agree with det within 1e-5 (max |Δw|)."""
+    import bayeslrp.ensemble as ensemble_module
+
+    x, y = tiny_data
+    monkeypatch.setattr(ensemble_module, "loops_over_samples", lambda _device: False)
+    net = bl.nets.build("fc2", seed=0, hidden=12, in_shape=[1, 8, 8], n_classes=10)
+    ens = bl.train.ensemble(net, x, y, members=2, epochs=2, batch_size=64, seed=5,
+                            vectorize=True, progress=False)
+    monkeypatch.undo()
+    for j in range(2):
+        start = bl.nets.build("fc2", seed=5 + j, hidden=12, in_shape=[1, 8, 8], n_classes=10)
+        det = bl.train.deterministic(start, x, y, epochs=2, batch_size=64, seed=5 + j,
+                                     progress=False)
+        diff = max(float((ens.params[k][j] - det.params[k][0]).abs().max()) for k in det.params)
+        assert diff < 1e-5, (j, diff)
