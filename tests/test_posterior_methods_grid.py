@@ -31,7 +31,8 @@ BASE = {
          "members": 3},
         {"name": "drop", "method": "mc_dropout", **FC2, "epochs": 2, "batch_size": 64,
          "p": 0.3, "n_samples": 3},
-        {"name": "lap", "method": "laplace", **FC2, "init_model": "det", "n_samples": 3},
+        {"name": "lap", "method": "laplace", **FC2, "init_model": "det", "n_samples": 3,
+         "kind": "diag"},
         {"name": "lapll", "method": "laplace", **FC2, "init_model": "det", "n_samples": 3,
          "kind": "last_layer"},
         {"name": "wn", "method": "weight_noise", **FC2, "init_model": "det", "n_samples": 3},
@@ -139,6 +140,8 @@ def test_grid_run_gives_rows_and_diagnostics_per_method(grid_run):
     assert models["ens"]["diagnostics"]["members"] == 3
     assert models["drop"]["diagnostics"]["p"] == 0.3
     assert models["lap"]["diagnostics"]["prior_precision_from"] == "evidence"
+    assert models["lap"]["diagnostics"]["kind"] == "diag"
+    assert load_config(_with(4, kind=None)).model("lap").kind == "last_layer"  # the default
     assert models["lapll"]["diagnostics"]["kind"] == "last_layer"
     assert models["wn"]["diagnostics"]["sigma_from"] == "heuristic"
     assert all(models[n]["n_samples"] == 3 for n in ("ens", "drop", "lap", "lapll", "wn"))
@@ -182,7 +185,7 @@ def test_user_factory_architecture_runs_every_method(tmp_path):
                {"name": "drop", "method": "mc_dropout", "arch": arch, "epochs": 1,
                 "batch_size": 32, "n_samples": 2},
                {"name": "lap", "method": "laplace", "arch": arch, "init_model": "det",
-                "n_samples": 2},
+                "n_samples": 2, "kind": "diag"},
                {"name": "lapll", "method": "laplace", "arch": arch, "init_model": "det",
                 "n_samples": 2, "kind": "last_layer"},
                {"name": "wn", "method": "weight_noise", "arch": arch, "init_model": "det",

@@ -74,7 +74,7 @@ def optimal_prior_precision(eigenvalues: torch.Tensor, theta_sq: float) -> float
 
 
 def laplace(ens_or_net: Ensemble | nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-            *, kind: str = "diag", n_samples: int = 100, prior_precision: float | None = None,
+            *, kind: str = "last_layer", n_samples: int = 100, prior_precision: float | None = None,
             seed: int = 0, progress: bool = True,
             device: str | torch.device | None = None) -> Ensemble:
     """Laplace approximation around a trained network; ``n_samples`` draws as an Ensemble.
@@ -86,8 +86,9 @@ def laplace(ens_or_net: Ensemble | nn.Module, x: torch.Tensor, y: torch.Tensor |
     x, y : Tensor
         The training data of the curvature (the labels are only checked: the GGN does not
         use them).
-    kind : {"diag", "last_layer"}
-        Diagonal GGN over every parameter, or the full GGN of the last ``nn.Linear``.
+    kind : {"last_layer", "diag"}
+        The full GGN of the last ``nn.Linear`` (default), or the diagonal GGN over every
+        parameter (its weight draws underfit with an evidence-chosen δ: docs/posteriors.md).
     n_samples : int
         S. Draw j is θ* + (G + δI)^(-1/2) zⱼ (diag) or θ* + L⁻ᵀzⱼ with LLᵀ = G + δI
         (last layer), zⱼ ~ N(0, I) from a CPU generator seeded

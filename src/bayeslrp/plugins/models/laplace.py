@@ -20,7 +20,7 @@ class LaplaceModel(BayesSpecBase):
 
     method: Literal["laplace"]
     init_model: Name | None = None
-    kind: Literal["diag", "last_layer"] = "diag"
+    kind: Literal["diag", "last_layer"] = "last_layer"
     prior_precision: PosFloat | None = None
 
 
