@@ -450,7 +450,8 @@ def test_config_errors_have_no_phantom_and_more():
 
 @pytest.mark.parametrize("section, entry, words", [
     ("models", {"name": "m", "method": "mcmc", "arch": "fc2"},
-     "models[0].method: unknown method 'mcmc'; must be one of det, adv, vi, hmc"),
+     "models[0].method: unknown method 'mcmc'; must be one of det, adv, vi, hmc, ensemble, "
+     "mc_dropout, laplace, weight_noise"),
     ("attacks", {"eps": 0.1}, "attacks[0].method: missing; must be one of fgsm, pgd"),
 ])
 def test_tagged_union_errors_are_plain_words(section, entry, words):

@@ -172,7 +172,8 @@ BAD_VALUES = [
      | st.booleans()),
     (("models", 0, "hidden"), st.integers(max_value=0) | st.text(max_size=4)),
     (("models", 0, "arch"), _not_in({"fc2", "conv", "resnet20"})),
-    (("models", 1, "method"), _not_in({"det", "adv", "vi", "hmc"})),
+    (("models", 1, "method"), _not_in({"det", "adv", "vi", "hmc", "ensemble", "mc_dropout",
+                                       "laplace", "weight_noise"})),
     (("models", 1, "adv_eps"), st.floats(1.0001, 1e6) | st.floats(-1e6, 0.0)),
     (("models", 2, "n_samples"), st.integers(1, 3)),           # explain asks for 4
     (("models", 2, "lr"), st.floats(-1e3, 0.0) | st.just(float("nan"))),

@@ -121,7 +121,8 @@ def _check_sample_counts(loc: tuple, counts: tuple, bayes: list, single: bool = 
                 where = loc if single else loc + (j,)
                 raise ConfigIssue(where, (
                     f"{n} samples requested but model {m.name!r} keeps only {m.sample_count}; "
-                    f"lower it or raise models[{i}].n_samples"))
+                    f"lower it or raise models[{i}]."
+                    f"{'members' if m.method == 'ensemble' else 'n_samples'}"))
 
 
 def _check_layers(cfg: Any) -> None:

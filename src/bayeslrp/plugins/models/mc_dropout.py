@@ -1,0 +1,65 @@
+"""MC dropout: a net trained with dropout, its S masks written into the weights (SPEC §9)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from bayeslrp.plugins.models.base import ModelMethod, last_value
+from bayeslrp.plugins.models.bayes_base import BayesSpecBase
+from bayeslrp.plugins.models.deterministic import default_epochs
+from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
+from bayeslrp.plugins.spec import ConfigIssue, PosFloat, PosInt
+
+__all__ = ["MCDropoutMethod", "MCDropoutModel"]
+
+
+class MCDropoutModel(BayesSpecBase, TrainOptionFields):
+    """Dropout of rate ``p`` on the inputs of the Linear layers after the first learnable one;
+    ``n_samples`` masks are the posterior samples."""
+
+    method: Literal["mc_dropout"]
+    p: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    epochs: PosInt | None = None
+    lr: PosFloat = 1e-3
+    batch_size: PosInt = 128
+
+
+class MCDropoutMethod(ModelMethod):
+    """``method: mc_dropout`` — :func:`bayeslrp.train.mc_dropout`."""
+
+    name = "mc_dropout"
+    Spec = MCDropoutModel
+    bayesian = True
+    unkeyed = frozenset({"name", "seed", "own_attack_sample"})
+
+    def resolve(self, spec: Any, dataset: str) -> dict[str, Any]:
+        return default_epochs(spec.arch, dataset) if spec.epochs is None else {}
+
+    def check(self, spec: Any, config: Any) -> None:
+        from bayeslrp import catalog
+
+        if spec.arch in catalog.ARCHS:  # fc2, conv, resnet20: all end in a Linear head
+            return
+        from bayeslrp.experiment.arch_probe import build_network
+        from bayeslrp.train.mc_dropout import default_dropout_layers
+
+        if not default_dropout_layers(build_network(spec.arch, spec.arch_kwargs, seed=0)):
+            raise ConfigIssue(("arch",), f"{spec.arch} has no nn.Linear layer after its first "
+                                         f"learnable layer; MC dropout drops such a layer's input")
+
+    def cost(self, spec, n_train, flops):
+        return 3.0 * spec.epochs * n_train * flops, "train"
+
+    def train(self, spec, net, x, y, *, init=None, common, scratch=None):
+        from bayeslrp import train
+
+        return train.mc_dropout(net, x, y, p=spec["p"], n_samples=spec["n_samples"],
+                                epochs=spec["epochs"], lr=spec["lr"],
+                                batch_size=spec["batch_size"], options=train_options(spec),
+                                **common)
+
+    def diagnostics(self, meta):
+        return {"p": meta.get("p"), "dropout_layers": meta.get("layers"),
+                "final_loss": last_value(meta, "loss"),
+                "final_train_accuracy": last_value(meta, "train_accuracy")}
