@@ -14,7 +14,7 @@ from .app import app
 def plan(config: Optional[Path] = typer.Argument(None, help="Experiment config (YAML)."),
          profile: Optional[str] = typer.Option(None, "--profile", help="A packaged profile "
                                                "(quick, quick-original, quick-fashion, "
-                                               "saliency, paper) instead of CONFIG."),
+                                               "saliency, posteriors, paper) instead of CONFIG."),
          run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="A run directory: "
                                                 "say what is done and what is left."),
          threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads the run "

@@ -13,7 +13,7 @@ import typer
 from ..errors import BayesLRPError
 from .app import app
 
-PROFILES = ("quick", "quick-original", "quick-fashion", "saliency", "paper")
+PROFILES = ("quick", "quick-original", "quick-fashion", "saliency", "posteriors", "paper")
 
 RunDir = typer.Option(None, "--run-dir", help="Run directory (default: runs/<config name>).")
 Device = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps or auto (default: the "
@@ -157,7 +157,7 @@ def demo(run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
 
 
 @app.command("reproduce")
-def reproduce(profile: str = typer.Option(..., "--profile", help="quick, quick-original, quick-fashion, saliency or paper."),
+def reproduce(profile: str = typer.Option(..., "--profile", help="quick, quick-original, quick-fashion, saliency, posteriors or paper."),
               run_dir: Optional[Path] = RunDir, device: Optional[str] = Device,
               quiet: bool = Quiet, threads: Optional[int] = Threads,
               executor: str = ExecutorOpt, wait: bool = Wait) -> None:
