@@ -8,7 +8,7 @@ from bayeslrp.cli.run_cmd import packaged_config
 from bayeslrp.experiment import runner
 from bayeslrp.experiment.grid import expand_grid
 
-DOCS_RUNS = Path(__file__).resolve().parents[1] / "docs" / "runs"
+DOCS_RUNS = Path(__file__).resolve().parents[1] / "docs" / "configs"
 
 
 def test_explainers_fc2_run_uses_the_quick_profiles_fc2_slices():
