@@ -6,27 +6,33 @@ from typing import Any, Literal
 from bayeslrp.plugins.models.base import ModelMethod, ModelSpecBase, last_value
 from bayeslrp.plugins.models.deterministic import default_epochs
 from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
-from bayeslrp.plugins.spec import ConfigIssue, Epsilon, PosFloat, PosInt
+from bayeslrp.plugins.spec import ConfigIssue, Epsilon, PosFloat, PosInt, StrictSpec
 
-__all__ = ["AdvMethod", "AdvModel", "adv_mode"]
+__all__ = ["AdvAttackFields", "AdvMethod", "AdvModel", "adv_mode"]
 
 PGD_STEPS_DEFAULT, PGD_ALPHA_DEFAULT = 40, 0.01
 #: Adversarial epochs where they differ from the det ones (the original's CIFAR ResNet-20).
 ADV_EPOCHS_DEFAULT = {"resnet20": 150}
 
 
-class AdvModel(ModelSpecBase, TrainOptionFields):
+class AdvAttackFields(StrictSpec):
+    """The adversarial-example keys of adversarial training (``method: adv`` and adv members
+    of a deep ensemble): attack, ε, mixing with clean batches, PGD steps and step size."""
+
+    adv_attack: Literal["fgsm", "pgd"] = "fgsm"
+    adv_eps: Epsilon = 0.2
+    adv_mix: bool = False
+    adv_steps: PosInt | None = None
+    adv_alpha: PosFloat | None = None
+
+
+class AdvModel(ModelSpecBase, TrainOptionFields, AdvAttackFields):
     """Adversarial training: batches replaced by (or mixed with) FGSM/PGD examples."""
 
     method: Literal["adv"]
     epochs: PosInt | None = None
     lr: PosFloat = 1e-3
     batch_size: PosInt = 128
-    adv_attack: Literal["fgsm", "pgd"] = "fgsm"
-    adv_eps: Epsilon = 0.2
-    adv_mix: bool = False
-    adv_steps: PosInt | None = None
-    adv_alpha: PosFloat | None = None
 
 
 def adv_mode(model: dict) -> str:

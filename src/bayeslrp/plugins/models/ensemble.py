@@ -6,12 +6,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import model_validator
 
-from bayeslrp.plugins.models.adversarial import AdvMethod, adv_mode
+from bayeslrp.plugins.models.adversarial import AdvAttackFields, AdvMethod, adv_mode
 from bayeslrp.plugins.models.base import ModelMethod
 from bayeslrp.plugins.models.bayes_base import BayesSpecBase
 from bayeslrp.plugins.models.deterministic import default_epochs
 from bayeslrp.plugins.models.train_options import TrainOptionFields, train_options
-from bayeslrp.plugins.spec import ConfigIssue, Epsilon, PosFloat, PosInt
+from bayeslrp.plugins.spec import ConfigIssue, PosFloat, PosInt
 
 __all__ = ["EnsembleMethod", "EnsembleModel", "MEMBERS_DEFAULT"]
 
@@ -19,7 +19,7 @@ MEMBERS_DEFAULT = 5
 ADV_KEYS = ("adv_attack", "adv_eps", "adv_mix", "adv_steps", "adv_alpha")
 
 
-class EnsembleModel(BayesSpecBase, TrainOptionFields):
+class EnsembleModel(BayesSpecBase, TrainOptionFields, AdvAttackFields):
     """A deep ensemble of ``members`` networks (its samples); member j has seed ``seed + j``.
 
     ``members`` is read as the model's ``n_samples``. ``member: adv`` trains each member
@@ -31,11 +31,6 @@ class EnsembleModel(BayesSpecBase, TrainOptionFields):
     epochs: PosInt | None = None
     lr: PosFloat = 1e-3
     batch_size: PosInt = 128
-    adv_attack: Literal["fgsm", "pgd"] = "fgsm"
-    adv_eps: Epsilon = 0.2
-    adv_mix: bool = False
-    adv_steps: PosInt | None = None
-    adv_alpha: PosFloat | None = None
 
     @model_validator(mode="before")
     @classmethod
