@@ -26,3 +26,19 @@ def test_explainers_fc2_run_uses_the_quick_profiles_fc2_slices():
     for stage in ("train", "attack"):
         own_keys = {t.key for t in own_grid.stage(stage)}
         assert own_keys and own_keys <= {t.key for t in quick_grid.stage(stage)}
+
+
+def test_posteriors_part_run_shares_the_posteriors_profiles_artifacts():
+    part = runner.load_configs(DOCS_RUNS / "posteriors_part.yaml")
+    profile = runner.load_configs(packaged_config("posteriors"))
+    assert len(part) == len(profile) == 3
+    for own, full in zip(part, profile):
+        assert own.name == f"{full.name}-part"
+        assert own.models == full.models and own.data == full.data and own.seed == full.seed
+        assert own.explain.explain_draws == full.explain.explain_draws
+        assert set(own.explain.n_samples) <= {1, 10, 50, 100}
+        assert own.attacks == [a for a in full.attacks if a.method != "pgd_adaptive"]
+        own_grid, full_grid = expand_grid(own), expand_grid(full)
+        for stage in ("train", "attack"):
+            own_keys = {t.key for t in own_grid.stage(stage)}
+            assert own_keys and own_keys <= {t.key for t in full_grid.stage(stage)}

@@ -26,7 +26,33 @@ __all__ = ["BAYESIAN", "JOIN_KEYS", "OWN_SAMPLE", "Percent", "RULE_ORDER", "RULE
 log = logging.getLogger("bayeslrp.plots")
 
 #: Methods whose models are posterior ensembles (explained with n posterior samples).
-BAYESIAN = ("vi", "hmc")
+class _BayesianMethods:
+    """The model methods whose models are posteriors: the plug-ins with ``bayesian = True``
+    (VI, HMC, deep ensembles, MC dropout, Laplace, weight noise, and any registered later).
+    Read from the registry at each use, so a user's plug-in counts as soon as it is
+    registered. Supports ``in``, iteration and ``len`` (pandas ``isin`` takes it)."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from bayeslrp.plugins.models import MODEL_METHODS
+
+        return tuple(cls.name for cls in MODEL_METHODS if cls.bayesian)
+
+    def __contains__(self, method: object) -> bool:
+        return method in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"BAYESIAN{self._names()}"
+
+
+#: Methods drawn and labelled as posteriors (``"hmc (100 samples)"``, ``Bay``).
+BAYESIAN = _BayesianMethods()
 #: Columns identifying the same image under the same attack and explanation (the join of SPEC).
 JOIN_KEYS = ["dataset", "arch", "attack", "rule", "layer", "k", "point"]
 RULE_ORDER = ("epsilon", "gamma", "alphabeta")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslrp.analysis.bootstrap import median_diff_interval
+from bayeslrp.plots.frames import BAYESIAN
 from bayeslrp.stats import mann_whitney, stars, wilcoxon_signed_rank
 
 from .tables import k_labels, selection_size
@@ -38,7 +39,7 @@ def condition_label(method: str, model: str, source_model: str, n_samples: int,
     with `` on x̃(<model>)`` appended for a transfer attack."""
     if own_sample >= 0:
         name = f"Own sample {own_sample}"
-    elif method in ("vi", "hmc"):
+    elif method in BAYESIAN:
         name = f"Bay{n_samples}"
     else:
         name = method.capitalize()

@@ -42,7 +42,7 @@ def selection_size(group: pd.DataFrame, k: float, n_pixels: int | None) -> int |
 
 
 def method_kind(method: str, own: bool = False) -> str:
-    """Short kind of a model in comparison labels: ``Det``, ``Adv``, ``Bay`` (VI, HMC),
+    """Short kind of a model in comparison labels: ``Det``, ``Adv``, ``Bay`` (any Bayesian method,
     ``Own`` (a posterior sample attacked with its own gradient), else the method name."""
     if own:
         return "Own"
