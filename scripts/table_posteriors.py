@@ -1,37 +1,76 @@
-"""The robustness and model tables of docs/results.md (issue 22) from a posteriors run dir:
-``PYTHONPATH=src python scripts/table_posteriors.py RUN_DIR``."""
-import json, sys
-import numpy as np, pandas as pd
+"""The robustness and model tables of docs/results.md (issue 22) from a posteriors run dir.
+
+Usage: ``PYTHONPATH=src python scripts/table_posteriors.py RUN_DIR`` (prints Markdown).
+Each model is compared with the baseline its document names (``compare.baseline``, the
+``baseline`` column of tests.parquet); baseline models get a median only.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
 from bayeslrp.analysis.bootstrap import median_diff_interval
-run = sys.argv[1]
-r = pd.read_parquet(f"{run}/results.parquet"); t = pd.read_parquet(f"{run}/tests.parquet")
-models = {m["name"]: m for m in json.load(open(f"{run}/models.json"))}
-base_of = {"_e": "det_fc2_e", "_f": "det_fc2_f"}
-print("| model | n | attack | success | median L5 | Bay−Det L5 [95 % CI] | p | median L1 | Bay−Det L1 [95 % CI] |")
-print("|---|---|---|---|---|---|---|---|---|")
-for (model, n, attack), g in r.groupby(["model", "n_samples", "attack"], sort=False):
-    base = "det_fc2_e" if model.startswith("ens") else next((b for s, b in base_of.items() if model.endswith(s)), "det_fc2")
-    cells = []
-    for layer in (5, 1):
-        gl = g[g.layer == layer].set_index("point")
-        bl = r[(r.model == base) & (r.attack == attack) & (r.layer == layer)].set_index("point")
-        med = gl.lrp_robustness.median()
-        if model == base:
-            cells.append((f"{med:.3f}", "–", "–")); continue
-        d = (gl.lrp_robustness - bl.lrp_robustness.reindex(gl.index)).to_numpy()
-        m, lo, hi = median_diff_interval(d)
-        tt = t[(t.model == model) & (t.n_samples == n) & (t.attack == attack) & (t.layer == layer)
-               & (t.other == base) & (t.test == "baseline<model")]
-        p = tt.pvalue.iloc[0] if len(tt) else float("nan")
-        cells.append((f"{med:.3f}", f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]", f"{p:.2g}"))
-    succ = g[g.layer == 5].success.mean()
-    print(f"| {model} | {n} | {attack} | {succ:.3f} | {cells[0][0]} | {cells[0][1]} | {cells[0][2]} | {cells[1][0]} | {cells[1][1]} |")
-print()
-print("| model | acc % | NLL | ECE | disagreement | dist between | dist to ref | repeated | ESS |")
-print("|---|---|---|---|---|---|---|---|---|")
-f = lambda v, fmt: "–" if v is None else format(v, fmt)
-for name, m in models.items():
-    c, p = m.get("calibration") or {}, m.get("posterior") or {}
-    ess = p.get("predictive_ess"); ess = ess.get("median") if isinstance(ess, dict) else ess
-    print(f"| {name} | {100*c.get('accuracy', float('nan')):.2f} | {c.get('nll', float('nan')):.3f} | {c.get('ece', float('nan')):.4f} | "
-          f"{f(p.get('prediction_disagreement'), '.3f')} | {f(p.get('weight_distance_between'), '.3f')} | {f(p.get('weight_distance_to_reference'), '.3f')} | {f(p.get('repeated_share'), '.2f')} | {f(ess, '.1f')} |")
+
+LAYERS = (5, 1)  # fc2's output layer, then its first
+
+
+def _na(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def robustness_rows(results: pd.DataFrame, tests: pd.DataFrame):
+    """One Markdown row per (model, n, attack): success, and per layer the median, Bay−Det
+    with its bootstrap interval and (at the first layer) the Mann-Whitney p."""
+    tests = tests[tests.test == "baseline<model"]
+    baseline_of = dict(zip(tests.model, tests.baseline))
+    by_point = results.set_index(["model", "attack", "layer", "point"]).lrp_robustness
+    for (model, n, attack), rows in results.groupby(["model", "n_samples", "attack"], sort=False):
+        base = baseline_of.get(model)
+        cells = []
+        for layer in LAYERS:
+            own = rows[rows.layer == layer].set_index("point").lrp_robustness
+            if base is None:
+                cells += [f"{own.median():.3f}", "–", "–"]
+                continue
+            diff = own - by_point.loc[(base, attack, layer)].reindex(own.index)
+            mid, lo, hi = median_diff_interval(diff.to_numpy())
+            test = tests[(tests.model == model) & (tests.n_samples == n)
+                         & (tests.attack == attack) & (tests.layer == layer)]
+            cells += [f"{own.median():.3f}", f"{mid:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                      f"{test.pvalue.iloc[0]:.2g}" if len(test) else "–"]
+        success = rows[rows.layer == LAYERS[0]].success.mean()
+        del cells[5]  # p of the second layer: left out of the table
+        yield f"| {model} | {n} | {attack} | {success:.3f} | " + " | ".join(cells) + " |"
+
+
+def model_rows(models: list[dict]):
+    """One Markdown row per model: calibration and posterior diagnostics (models.json)."""
+    for m in models:
+        cal, post = m.get("calibration") or {}, m.get("posterior") or {}
+        ess = post.get("predictive_ess")
+        ess = ess.get("median") if isinstance(ess, dict) else ess
+        yield (f"| {m['name']} | {100 * cal['accuracy']:.2f} | {cal['nll']:.3f} | "
+               f"{cal['ece']:.4f} | {_na(post.get('prediction_disagreement'), '.3f')} | "
+               f"{_na(post.get('weight_distance_between'), '.3f')} | "
+               f"{_na(post.get('weight_distance_to_reference'), '.3f')} | "
+               f"{_na(post.get('repeated_share'), '.2f')} | {_na(ess, '.1f')} |")
+
+
+def main(run: Path) -> None:
+    results = pd.read_parquet(run / "results.parquet")
+    tests = pd.read_parquet(run / "tests.parquet")
+    print("| model | n | attack | success | median L5 | Bay−Det L5 [95 % CI] | p | median L1 "
+          "| Bay−Det L1 [95 % CI] |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(robustness_rows(results, tests)))
+    print()
+    print("| model | acc % | NLL | ECE | disagreement | dist between | dist to ref | repeated | ESS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(model_rows(json.loads((run / "models.json").read_text()))))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -22,7 +22,7 @@ def test_every_registered_bayesian_method_counts():
     assert pd.Series(["laplace", "det"]).isin(BAYESIAN).tolist() == [True, False]
 
 
-def test_a_plugin_registered_later_counts(monkeypatch):
+def test_a_plugin_registered_later_counts():
     class LateMethod(VIMethod):
         name = "late_bayes"
 
