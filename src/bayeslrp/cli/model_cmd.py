@@ -12,26 +12,24 @@ from ..experiment.config import VI_INIT_STD_DEFAULT
 from .app import app
 from .devices import DeviceOpt, use_device
 
-def _arch_kwargs(spec, in_shape: tuple[int, ...]) -> dict:
-    """Builder options of a validated model spec (hidden and channels resolved)."""
-    kwargs: dict = {"in_shape": list(in_shape)}
-    for key in ("hidden", "channels"):
-        if getattr(spec, key, None) is not None:
-            kwargs[key] = getattr(spec, key)
-    return kwargs
-
-
 @app.command()
 def train(
     dataset: str = typer.Option("mnist", help="mnist, fashion_mnist, cifar10, digits, synthetic"),
-    arch: str = typer.Option("fc2", help="fc2, conv, resnet20"),
-    method: str = typer.Option("det", help="det, adv, vi, hmc"),
+    arch: Optional[str] = typer.Option(
+        None, help="fc2, conv, resnet20 (default: --init-model's, else fc2)."),
+    method: str = typer.Option(
+        "det", help="A model method: det, adv, vi, hmc, ensemble, mc_dropout, laplace, "
+                    "weight_noise, or one registered as a plug-in."),
     out: Path = typer.Option(..., help="Directory to save the model in."),
-    hidden: Optional[int] = typer.Option(None, help="Hidden size H (default: paper's, 512/1024)."),
-    channels: Optional[int] = typer.Option(None, help="conv: first-layer channels (default 32)."),
+    hidden: Optional[int] = typer.Option(
+        None, help="Hidden size H (default: --init-model's, else the paper's, 512/1024)."),
+    channels: Optional[int] = typer.Option(
+        None, help="conv: first-layer channels (default: --init-model's, else 32)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: paper's for arch/dataset)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: paper's)."),
-    n_samples: int = typer.Option(100, help="vi/hmc: posterior samples kept."),
+    n_samples: Optional[int] = typer.Option(
+        None, help="Posterior samples kept (vi, hmc, mc_dropout, laplace, weight_noise; "
+                   "default 100). An ensemble's are its members: --set members=M."),
     vi_init_std: float = typer.Option(VI_INIT_STD_DEFAULT,
                                       help="vi: initial posterior σ of every weight."),
     vi_lr_schedule: str = typer.Option("constant", help="vi: constant (paper) or cosine."),
@@ -39,20 +37,34 @@ def train(
     hmc_mode: str = typer.Option("full", help="hmc: full, blocks or subset."),
     subset: Optional[int] = typer.Option(None, help="hmc --hmc-mode subset: training points used."),
     warmup: int = typer.Option(100, help="hmc: warmup iterations (step size adaptation)."),
+    init_model: Optional[Path] = typer.Option(
+        None, help="laplace, weight_noise (required), hmc (a MAP start): the directory of a "
+                   "saved det (weight_noise: or adv) model to build on."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="KEY=VALUE, repeatable: any key of the method's YAML model entry "
+                          "(value read as YAML), e.g. members=5, p=0.2, kind=diag, sigma=0.1."),
     seed: int = typer.Option(0, help="Seed of initialisation, batch order and sampling."),
     data_dir: Optional[Path] = typer.Option(None, help="Directory with the dataset files."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
     overwrite: bool = typer.Option(False, help="Replace a model already saved in OUT."),
 ) -> None:
-    """Train a deterministic, adversarial, VI or HMC network and save it as an Ensemble."""
-    from .. import data, nets, train as training
+    """Train a model by any registered model method and save it as an Ensemble.
+
+    The options are validated as the YAML model entry they describe, and training calls the
+    method's plug-in exactly as ``bayeslrp run`` does.
+    """
+    from .. import data
     from ..fileio import check_writable
-    from .specs import model_config
+    from .specs import model_config, parse_settings
 
     dev = use_device(device)
-    cfg = model_config(dataset=dataset, arch=arch, method=method, seed=seed, device=device,
-                       data_dir=data_dir, options={
-                           "hidden": hidden, "channels": channels, "epochs": epochs, "lr": lr,
+    extra = parse_settings(settings)
+    init = _load_init(init_model, dataset) if init_model is not None else None
+    reference = _init_reference(init) if init is not None else None
+    arch_options = _arch_options(init, arch, hidden, channels)
+    cfg = model_config(dataset=dataset, method=method, seed=seed, device=device,
+                       data_dir=data_dir, init_reference=reference, settings=extra, options={
+                           **arch_options, "epochs": epochs, "lr": lr,
                            "n_samples": n_samples, "init_std": vi_init_std,
                            "lr_schedule": vi_lr_schedule, "adv_mode": adv_mode,
                            "mode": hmc_mode, "subset": subset, "warmup": warmup})
@@ -66,29 +78,111 @@ def train(
     if problem is not None:
         raise BayesLRPError(problem)
     x, y = data.load(dataset, "train", data_dir=data_dir)
-    net = nets.build(arch, seed=seed, **_arch_kwargs(spec, x.shape[1:]))
-    x, y = x.to(dev), y.to(dev)
-    net = net.to(dev)
+    if init is not None:
+        from ..experiment.stages.base import dataset_classes
+
+        _check_init_fits(init, spec, x.shape[1:], dataset_classes(dataset))
     started = time.perf_counter()
-    ens = _fit(training, spec, net, x, y, seed=seed, adv_mode=adv_mode, out=out)
+    ens = _fit(spec, x, y, init=init, seed=seed, device=dev, out=out, spec_dataset=dataset,
+               test_split=lambda: data.load(dataset, "test", data_dir=data_dir))
     ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
     ens.save(out)
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
 
 
-def _fit(training, spec, net, x, y, *, seed: int, adv_mode: str, out: Path):
-    """Train ``net`` as the validated model ``spec`` says (:mod:`bayeslrp.train`)."""
-    if spec.method in ("det", "adv"):
-        common = dict(epochs=spec.epochs, lr=spec.lr, seed=seed)
-        if spec.method == "det":
-            return training.deterministic(net, x, y, **common)
-        return training.adversarial(net, x, y, mode=adv_mode, **common)
-    if spec.method == "vi":
-        return training.vi(net, x, y, epochs=spec.epochs, lr=spec.lr, n_samples=spec.n_samples,
-                           seed=seed, init_std=spec.init_std, lr_schedule=spec.lr_schedule)
-    return training.hmc(net, x, y, n_samples=spec.n_samples, warmup=spec.warmup,
-                        mode=spec.mode, subset=spec.subset, seed=seed,
-                        checkpoint_dir=out / "hmc_checkpoint")
+def _load_init(path: Path, dataset: str):
+    """The saved model of ``--init-model`` (verified), refused when made on another dataset."""
+    from ..ensemble import Ensemble
+
+    if not (path / "ensemble.json").is_file():
+        raise BayesLRPError(f"--init-model: {path} holds no saved model (no ensemble.json)")
+    init = Ensemble.load(path)
+    made_on = init.meta.get("dataset")
+    if made_on is not None and made_on != dataset:
+        raise BayesLRPError(f"--init-model: {path} was trained on {made_on}, not {dataset}")
+    return init
+
+
+def _init_reference(init) -> dict:
+    """The config entry standing for the ``--init-model`` model (its method and architecture),
+    so the method's own ``init_model`` checks judge it as they judge a YAML one."""
+    if not _builtin(init) or init.meta.get("method") is None:
+        raise BayesLRPError("--init-model: only a model of a built-in architecture saved with "
+                            "its training method can be built on here; use a YAML config "
+                            "with init_model for other models")
+    kwargs = init.spec.get("kwargs", {})
+    entry = {"name": INIT_NAME, "method": init.meta["method"], "arch": init.spec["arch"]}
+    entry.update({k: kwargs[k] for k in ("hidden", "channels") if kwargs.get(k) is not None})
+    return entry
+
+
+def _arch_options(init, arch, hidden, channels) -> dict:
+    """``arch``/``hidden``/``channels`` as given, else ``--init-model``'s, else the defaults."""
+    given = {"arch": arch, "hidden": hidden, "channels": channels}
+    if init is not None and _builtin(init):
+        kwargs = init.spec.get("kwargs", {})
+        saved = {"arch": init.spec["arch"], "hidden": kwargs.get("hidden"),
+                 "channels": kwargs.get("channels")}
+        for key, value in given.items():
+            if value is not None and saved[key] is not None and value != saved[key]:
+                raise BayesLRPError(f"--{key} {value}: --init-model has {key} {saved[key]}")
+        given = {k: saved[k] if v is None else v for k, v in given.items()}
+    if given["arch"] is None:
+        given["arch"] = "fc2"
+    return given
+
+
+def _check_init_fits(init, spec, in_shape, n_classes: int) -> None:
+    """``--init-model``'s parameters have the shapes of the network ``spec`` builds."""
+    net = _build(spec, in_shape, n_classes, seed=0)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    saved = {k: tuple(v.shape[1:]) for k, v in init.params.items()}
+    if expected != saved:
+        raise BayesLRPError("--init-model: its network does not have the architecture this "
+                            "command builds (arch, hidden, channels, data shape, classes)")
+
+
+INIT_NAME = "init_model"
+
+
+def _builtin(ens) -> bool:
+    """Whether ``ens`` has a built-in architecture (its ``arch`` and kwargs say it all)."""
+    from .. import nets
+
+    return ens.spec is not None and ens.spec.get("arch") in nets.ARCHITECTURES
+
+
+def _build(spec, in_shape, n_classes: int, *, seed: int):
+    """The network the grid's train stage builds for ``spec`` (its initialisation seed is
+    derived from ``seed`` as there, so the CLI and a grid train the same model)."""
+    from ..experiment.stages.train import build_model_net
+    from ..plugins.models import MODEL_METHODS
+
+    params = MODEL_METHODS.get(spec.method)().key_params(spec)
+    return build_model_net(params, list(in_shape), n_classes, seed)
+
+
+def _fit(spec, x, y, *, init, seed: int, device, out: Path, test_split, spec_dataset: str):
+    """Train the validated model ``spec`` through its method's plug-in (as the run's train
+    stage does: the key parameters, a freshly built network, the init model)."""
+    from ..plugins.models import MODEL_METHODS
+
+    method = MODEL_METHODS.get(spec.method)()
+    from ..experiment.stages.base import dataset_classes
+
+    net = _build(spec, x.shape[1:], dataset_classes(spec_dataset), seed=seed).to(device)
+    extra = {}
+    if getattr(method, "uses_test_split", False):
+        x_test, y_test = test_split()
+        extra = {"test_split": (x_test.to(device), y_test), "init_meta": None}
+    ens = method.train(method.key_params(spec), net, x.to(device), y.to(device),
+                       init=None if init is None else init.to(device),
+                       common={"seed": seed, "progress": True, "device": device},
+                       scratch=out / "checkpoint", **extra)
+    if ens.n_samples != spec.sample_count:
+        raise BayesLRPError(f"{spec.method} training returned {ens.n_samples} samples, "
+                            f"not the {spec.sample_count} asked for")
+    return ens.to("cpu")
 
 
 @app.command()

@@ -26,7 +26,8 @@ from .loop import fit, training_arrays
 from .options import TrainOptions
 from .preflight import preflight
 
-__all__ = ["InputDropout", "default_dropout_layers", "dropout_weights", "mc_dropout"]
+__all__ = ["InputDropout", "check_dropout_layers", "default_dropout_layers", "dropout_weights",
+           "mc_dropout"]
 
 
 class InputDropout:
@@ -78,7 +79,9 @@ def default_dropout_layers(net: nn.Module) -> list[str]:
             if isinstance(m, nn.Linear) and learnable and name != learnable[0]]
 
 
-def _check_layers(net: nn.Module, layers: list[str]) -> list[str]:
+def check_dropout_layers(net: nn.Module, layers: list[str]) -> list[str]:
+    """``layers`` if each names an ``nn.Linear`` module of ``net`` (and there is one), else a
+    :class:`~bayeslrp.errors.BayesLRPError` that lists the Linear layers."""
     modules = dict(net.named_modules())
     for name in layers:
         if name not in modules:
@@ -143,7 +146,8 @@ def mc_dropout(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *
         raise BayesLRPError(f"n_samples must be >= 1; got {n_samples}")
     x, y = training_arrays(x, y)
     preflight(net, x, y, device)
-    layers = _check_layers(net, default_dropout_layers(net) if layers is None else list(layers))
+    layers = check_dropout_layers(net, default_dropout_layers(net) if layers is None
+                                  else list(layers))
     hooked = copy.deepcopy(net)
     dropout = InputDropout(hooked, layers, p, seed)
     try:

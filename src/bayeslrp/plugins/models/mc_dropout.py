@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from bayeslrp.plugins.models.base import ModelMethod, last_value
 from bayeslrp.plugins.models.bayes_base import BayesSpecBase
@@ -15,11 +15,15 @@ __all__ = ["MCDropoutMethod", "MCDropoutModel"]
 
 
 class MCDropoutModel(BayesSpecBase, TrainOptionFields):
-    """Dropout of rate ``p`` on the inputs of the Linear layers after the first learnable one;
-    ``n_samples`` masks are the posterior samples."""
+    """Dropout of rate ``p`` on the inputs of ``layers`` (module names of ``nn.Linear``
+    layers, as ``net.named_modules()`` gives them: fc2's are ``"3"`` and ``"5"``); by default
+    every Linear layer after the first learnable one. ``n_samples`` masks are the posterior
+    samples."""
 
     method: Literal["mc_dropout"]
     p: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    layers: Annotated[list[Annotated[str, StringConstraints(min_length=1)]],
+                      Field(min_length=1)] | None = None
     epochs: PosInt | None = None
     lr: PosFloat = 1e-3
     batch_size: PosInt = 128
@@ -39,14 +43,28 @@ class MCDropoutMethod(ModelMethod):
     def check(self, spec: Any, config: Any) -> None:
         from bayeslrp import catalog
 
-        if spec.arch in catalog.ARCHS:  # fc2, conv, resnet20: all end in a Linear head
-            return
-        from bayeslrp.experiment.arch_probe import build_network
-        from bayeslrp.train.mc_dropout import default_dropout_layers
+        if spec.arch in catalog.ARCHS and spec.layers is None:
+            return  # fc2, conv, resnet20: all end in a Linear head
+        from bayeslrp.errors import BayesLRPError
+        from bayeslrp.train.mc_dropout import check_dropout_layers, default_dropout_layers
 
-        if not default_dropout_layers(build_network(spec.arch, spec.arch_kwargs, seed=0)):
-            raise ConfigIssue(("arch",), f"{spec.arch} has no nn.Linear layer after its first "
-                                         f"learnable layer; MC dropout drops such a layer's input")
+        net = _network(spec, config)
+        if spec.layers is None:
+            if not default_dropout_layers(net):
+                raise ConfigIssue(("arch",), f"{spec.arch} has no nn.Linear layer after its "
+                                             f"first learnable layer; MC dropout drops such a "
+                                             f"layer's input (name layers: explicitly)")
+            return
+        try:
+            check_dropout_layers(net, spec.layers)
+        except BayesLRPError as exc:
+            raise ConfigIssue(("layers",), str(exc)) from None
+
+    def key_params(self, spec: Any) -> dict[str, Any]:
+        params = super().key_params(spec)
+        if params.get("layers") is None:  # the default: absent from the keys made before it
+            params.pop("layers", None)
+        return params
 
     def cost(self, spec, n_train, flops):
         return 3.0 * spec.epochs * n_train * flops, "train"
@@ -55,7 +73,7 @@ class MCDropoutMethod(ModelMethod):
         from bayeslrp import train
 
         return train.mc_dropout(net, x, y, p=spec["p"], n_samples=spec["n_samples"],
-                                epochs=spec["epochs"], lr=spec["lr"],
+                                layers=spec.get("layers"), epochs=spec["epochs"], lr=spec["lr"],
                                 batch_size=spec["batch_size"], options=train_options(spec),
                                 **common)
 
@@ -63,3 +81,17 @@ class MCDropoutMethod(ModelMethod):
         return {"p": meta.get("p"), "dropout_layers": meta.get("layers"),
                 "final_loss": last_value(meta, "loss"),
                 "final_train_accuracy": last_value(meta, "train_accuracy")}
+
+
+def _network(spec: Any, config: Any):
+    """The network ``spec`` builds on the config's data (module names are what is checked)."""
+    from bayeslrp import catalog
+
+    if spec.arch not in catalog.ARCHS:
+        from bayeslrp.experiment.arch_probe import build_network
+
+        return build_network(spec.arch, spec.arch_kwargs, seed=0)
+    from bayeslrp import nets
+
+    kwargs = {k: getattr(spec, k) for k in ("hidden", "channels") if getattr(spec, k) is not None}
+    return nets.build(spec.arch, seed=0, in_shape=list(config.data.image_shape), **kwargs)
