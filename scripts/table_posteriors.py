@@ -1,13 +1,15 @@
 """The robustness and model tables of docs/results.md (issue 22) from a posteriors run dir.
 
-Usage: ``PYTHONPATH=src python scripts/table_posteriors.py RUN_DIR`` (prints Markdown).
-Each model is compared with the baseline its document names (``compare.baseline``, the
-``baseline`` column of tests.parquet); baseline models get a median only.
+Usage: ``PYTHONPATH=src python scripts/table_posteriors.py RUN_DIR [--rule R] [--attacks A,B]
+[--n 1,10] [--no-models]`` (prints Markdown). Each model is compared with the baseline its
+document names (``compare.baseline``, the ``baseline`` column of tests.parquet); baseline
+models get a median only. Rows are one explanation rule (default epsilon), optionally some
+attacks and sample counts only.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -59,18 +61,41 @@ def model_rows(models: list[dict]):
                f"{_na(post.get('repeated_share'), '.2f')} | {_na(ess, '.1f')} |")
 
 
-def main(run: Path) -> None:
-    results = pd.read_parquet(run / "results.parquet")
-    tests = pd.read_parquet(run / "tests.parquet")
+def select(results: pd.DataFrame, tests: pd.DataFrame, *, rule: str, attacks, counts):
+    """The rows of one rule, and of the given attacks and sample counts (None: all)."""
+    keep_r = results.rule == rule
+    keep_t = tests.rule == rule
+    if attacks:
+        keep_r &= results.attack.isin(attacks)
+        keep_t &= tests.attack.isin(attacks)
+    if counts:
+        keep_r &= results.n_samples.isin(counts)
+        keep_t &= tests.n_samples.isin(counts)
+    return results[keep_r], tests[keep_t]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--rule", default="epsilon")
+    parser.add_argument("--attacks", type=lambda s: s.split(","), default=None)
+    parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    parser.add_argument("--no-models", action="store_true", help="Leave out the models table.")
+    args = parser.parse_args(argv)
+    results, tests = select(pd.read_parquet(args.run / "results.parquet"),
+                            pd.read_parquet(args.run / "tests.parquet"),
+                            rule=args.rule, attacks=args.attacks, counts=args.n)
     print("| model | n | attack | success | median L5 | Bay−Det L5 [95 % CI] | p | median L1 "
           "| Bay−Det L1 [95 % CI] |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(robustness_rows(results, tests)))
+    if args.no_models:
+        return
     print()
     print("| model | acc % | NLL | ECE | disagreement | dist between | dist to ref | repeated | ESS |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(model_rows(json.loads((run / "models.json").read_text()))))
+    print("\n".join(model_rows(json.loads((args.run / "models.json").read_text()))))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main()
