@@ -42,3 +42,13 @@ def test_posteriors_part_run_shares_the_posteriors_profiles_artifacts():
         for stage in ("train", "attack"):
             own_keys = {t.key for t in own_grid.stage(stage)}
             assert own_keys and own_keys <= {t.key for t in full_grid.stage(stage)}
+
+
+def test_posteriors_adaptive_run_is_the_profiles_first_two_documents():
+    """docs/configs/posteriors_adaptive.yaml (the pgd_adaptive and αβ rows of
+    docs/results.md) holds the profile's first two documents unchanged."""
+    own = runner.load_configs(DOCS_RUNS / "posteriors_adaptive.yaml")
+    profile = runner.load_configs(packaged_config("posteriors"))
+    assert len(own) == 2
+    for mine, full in zip(own, profile[:2]):
+        assert mine.model_dump() == full.model_dump()
