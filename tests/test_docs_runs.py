@@ -52,3 +52,16 @@ def test_posteriors_adaptive_run_is_the_profiles_first_two_documents():
     assert len(own) == 2
     for mine, full in zip(own, profile[:2]):
         assert mine.model_dump() == full.model_dump()
+
+
+def test_manifold_posteriors_run_shares_the_posteriors_profiles_artifacts():
+    own = runner.load_configs(DOCS_RUNS / "manifold_posteriors.yaml")
+    profile = runner.load_configs(packaged_config("posteriors"))
+    assert len(own) == 2
+    for mine, full in zip(own, profile[:2]):
+        assert mine.models == full.models and mine.data == full.data
+        assert mine.analysis.manifold is not None
+        mine_grid, full_grid = expand_grid(mine), expand_grid(full)
+        for stage in ("train", "attack"):
+            keys = {t.key for t in mine_grid.stage(stage)}
+            assert keys and keys <= {t.key for t in full_grid.stage(stage)}
