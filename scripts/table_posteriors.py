@@ -23,13 +23,15 @@ def _na(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def robustness_rows(results: pd.DataFrame, tests: pd.DataFrame):
-    """One Markdown row per (model, n, attack): success, and per layer the median, Bay−Det
-    with its bootstrap interval and (at the first layer) the Mann-Whitney p."""
+def robustness_rows(results: pd.DataFrame, tests: pd.DataFrame, counts=None):
+    """One Markdown row per (model, n, attack), n in ``counts`` (None: all): success, and per
+    layer the median, Bay−Det with its bootstrap interval and (at the first layer) the
+    Mann-Whitney p. The baselines' rows are read at any n (a det model has n = 1 only)."""
     tests = tests[tests.test == "baseline<model"]
     baseline_of = dict(zip(tests.model, tests.baseline))
     by_point = results.set_index(["model", "attack", "layer", "point"]).lrp_robustness
-    for (model, n, attack), rows in results.groupby(["model", "n_samples", "attack"], sort=False):
+    shown = results if not counts else results[results.n_samples.isin(counts)]
+    for (model, n, attack), rows in shown.groupby(["model", "n_samples", "attack"], sort=False):
         base = baseline_of.get(model)
         cells = []
         for layer in LAYERS:
@@ -61,17 +63,12 @@ def model_rows(models: list[dict]):
                f"{_na(post.get('repeated_share'), '.2f')} | {_na(ess, '.1f')} |")
 
 
-def select(results: pd.DataFrame, tests: pd.DataFrame, *, rule: str, attacks, counts):
-    """The rows of one rule, and of the given attacks and sample counts (None: all)."""
-    keep_r = results.rule == rule
-    keep_t = tests.rule == rule
+def select(frame: pd.DataFrame, *, rule: str, attacks) -> pd.DataFrame:
+    """The rows of one rule, and of the given attacks (None: all)."""
+    keep = frame.rule == rule
     if attacks:
-        keep_r &= results.attack.isin(attacks)
-        keep_t &= tests.attack.isin(attacks)
-    if counts:
-        keep_r &= results.n_samples.isin(counts)
-        keep_t &= tests.n_samples.isin(counts)
-    return results[keep_r], tests[keep_t]
+        keep &= frame.attack.isin(attacks)
+    return frame[keep]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,13 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=None)
     parser.add_argument("--no-models", action="store_true", help="Leave out the models table.")
     args = parser.parse_args(argv)
-    results, tests = select(pd.read_parquet(args.run / "results.parquet"),
-                            pd.read_parquet(args.run / "tests.parquet"),
-                            rule=args.rule, attacks=args.attacks, counts=args.n)
+    results, tests = (select(pd.read_parquet(args.run / f"{name}.parquet"), rule=args.rule,
+                             attacks=args.attacks) for name in ("results", "tests"))
     print("| model | n | attack | success | median L5 | Bay−Det L5 [95 % CI] | p | median L1 "
           "| Bay−Det L1 [95 % CI] |")
     print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(robustness_rows(results, tests)))
+    print("\n".join(robustness_rows(results, tests, args.n)))
     if args.no_models:
         return
     print()

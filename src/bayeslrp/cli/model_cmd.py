@@ -12,6 +12,9 @@ from ..experiment.config import VI_INIT_STD_DEFAULT
 from .app import app
 from .devices import DeviceOpt, use_device
 
+#: The config name of the ``--init-model`` model (the reference the method's checks judge).
+INIT_NAME = "init_model"
+
 @app.command()
 def train(
     dataset: str = typer.Option("mnist", help="mnist, fashion_mnist, cifar10, digits, synthetic"),
@@ -77,14 +80,20 @@ def train(
     problem = data_problem(cfg)
     if problem is not None:
         raise BayesLRPError(problem)
-    x, y = data.load(dataset, "train", data_dir=data_dir)
-    if init is not None:
-        from ..experiment.stages.base import dataset_classes
+    from ..experiment.stages.base import dataset_classes
+    from ..experiment.stages.train import build_model_net
+    from ..plugins.models import MODEL_METHODS
 
-        _check_init_fits(init, spec, x.shape[1:], dataset_classes(dataset))
+    x, y = data.load(dataset, "train", data_dir=data_dir)
+    plugin = MODEL_METHODS.get(spec.method)()
+    params = plugin.key_params(spec)
+    # the grid's train stage builds this network (init seed derived from ``seed`` as there)
+    net = build_model_net(params, list(x.shape[1:]), dataset_classes(dataset), seed)
+    if init is not None:
+        _check_init_fits(init, net)
     started = time.perf_counter()
-    ens = _fit(spec, x, y, init=init, seed=seed, device=dev, out=out, spec_dataset=dataset,
-               test_split=lambda: data.load(dataset, "test", data_dir=data_dir))
+    ens = _fit(plugin, params, spec.sample_count, net, x, y, init=init, seed=seed, device=dev,
+               out=out, test_split=lambda: data.load(dataset, "test", data_dir=data_dir))
     ens.meta.update(dataset=dataset, train_seconds=round(time.perf_counter() - started, 2))
     ens.save(out)
     typer.echo(f"saved {ens!r} to {out} ({ens.meta['train_seconds']} s)")
@@ -106,23 +115,20 @@ def _load_init(path: Path, dataset: str):
 def _init_reference(init) -> dict:
     """The config entry standing for the ``--init-model`` model (its method and architecture),
     so the method's own ``init_model`` checks judge it as they judge a YAML one."""
-    if not _builtin(init) or init.meta.get("method") is None:
+    if _saved_arch(init) is None or init.meta.get("method") is None:
         raise BayesLRPError("--init-model: only a model of a built-in architecture saved with "
                             "its training method can be built on here; use a YAML config "
                             "with init_model for other models")
-    kwargs = init.spec.get("kwargs", {})
-    entry = {"name": INIT_NAME, "method": init.meta["method"], "arch": init.spec["arch"]}
-    entry.update({k: kwargs[k] for k in ("hidden", "channels") if kwargs.get(k) is not None})
+    entry = {"name": INIT_NAME, "method": init.meta["method"]}
+    entry.update({k: v for k, v in _saved_arch(init).items() if v is not None})
     return entry
 
 
 def _arch_options(init, arch, hidden, channels) -> dict:
     """``arch``/``hidden``/``channels`` as given, else ``--init-model``'s, else the defaults."""
     given = {"arch": arch, "hidden": hidden, "channels": channels}
-    if init is not None and _builtin(init):
-        kwargs = init.spec.get("kwargs", {})
-        saved = {"arch": init.spec["arch"], "hidden": kwargs.get("hidden"),
-                 "channels": kwargs.get("channels")}
+    saved = _saved_arch(init) if init is not None else None
+    if saved is not None:
         for key, value in given.items():
             if value is not None and saved[key] is not None and value != saved[key]:
                 raise BayesLRPError(f"--{key} {value}: --init-model has {key} {saved[key]}")
@@ -132,9 +138,20 @@ def _arch_options(init, arch, hidden, channels) -> dict:
     return given
 
 
-def _check_init_fits(init, spec, in_shape, n_classes: int) -> None:
-    """``--init-model``'s parameters have the shapes of the network ``spec`` builds."""
-    net = _build(spec, in_shape, n_classes, seed=0)
+def _saved_arch(ens) -> dict | None:
+    """``arch``, ``hidden`` and ``channels`` of a saved model of a built-in architecture
+    (None for a user architecture, whose spec does not say them)."""
+    from .. import nets
+
+    if ens.spec is None or ens.spec.get("arch") not in nets.ARCHITECTURES:
+        return None
+    kwargs = ens.spec.get("kwargs", {})
+    return {"arch": ens.spec["arch"], "hidden": kwargs.get("hidden"),
+            "channels": kwargs.get("channels")}
+
+
+def _check_init_fits(init, net) -> None:
+    """``--init-model``'s parameters have the shapes of ``net``, the network to train."""
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     saved = {k: tuple(v.shape[1:]) for k, v in init.params.items()}
     if expected != saved:
@@ -142,46 +159,21 @@ def _check_init_fits(init, spec, in_shape, n_classes: int) -> None:
                             "command builds (arch, hidden, channels, data shape, classes)")
 
 
-INIT_NAME = "init_model"
-
-
-def _builtin(ens) -> bool:
-    """Whether ``ens`` has a built-in architecture (its ``arch`` and kwargs say it all)."""
-    from .. import nets
-
-    return ens.spec is not None and ens.spec.get("arch") in nets.ARCHITECTURES
-
-
-def _build(spec, in_shape, n_classes: int, *, seed: int):
-    """The network the grid's train stage builds for ``spec`` (its initialisation seed is
-    derived from ``seed`` as there, so the CLI and a grid train the same model)."""
-    from ..experiment.stages.train import build_model_net
-    from ..plugins.models import MODEL_METHODS
-
-    params = MODEL_METHODS.get(spec.method)().key_params(spec)
-    return build_model_net(params, list(in_shape), n_classes, seed)
-
-
-def _fit(spec, x, y, *, init, seed: int, device, out: Path, test_split, spec_dataset: str):
-    """Train the validated model ``spec`` through its method's plug-in (as the run's train
-    stage does: the key parameters, a freshly built network, the init model)."""
-    from ..plugins.models import MODEL_METHODS
-
-    method = MODEL_METHODS.get(spec.method)()
-    from ..experiment.stages.base import dataset_classes
-
-    net = _build(spec, x.shape[1:], dataset_classes(spec_dataset), seed=seed).to(device)
+def _fit(method, params, n_samples: int, net, x, y, *, init, seed: int, device, out: Path,
+         test_split):
+    """Train ``net`` by the model ``method`` with its key ``params`` through its plug-in (as
+    the run's train stage does), and check it kept ``n_samples`` samples."""
     extra = {}
     if getattr(method, "uses_test_split", False):
         x_test, y_test = test_split()
         extra = {"test_split": (x_test.to(device), y_test), "init_meta": None}
-    ens = method.train(method.key_params(spec), net, x.to(device), y.to(device),
+    ens = method.train(params, net.to(device), x.to(device), y.to(device),
                        init=None if init is None else init.to(device),
                        common={"seed": seed, "progress": True, "device": device},
                        scratch=out / "checkpoint", **extra)
-    if ens.n_samples != spec.sample_count:
-        raise BayesLRPError(f"{spec.method} training returned {ens.n_samples} samples, "
-                            f"not the {spec.sample_count} asked for")
+    if ens.n_samples != n_samples:
+        raise BayesLRPError(f"{params['method']} training returned {ens.n_samples} samples, "
+                            f"not the {n_samples} asked for")
     return ens.to("cpu")
 
 

@@ -48,7 +48,7 @@ class MCDropoutMethod(ModelMethod):
         from bayeslrp.errors import BayesLRPError
         from bayeslrp.train.mc_dropout import check_dropout_layers, default_dropout_layers
 
-        net = _network(spec, config)
+        net = _network(self, spec, config)
         if spec.layers is None:
             if not default_dropout_layers(net):
                 raise ConfigIssue(("arch",), f"{spec.arch} has no nn.Linear layer after its "
@@ -83,15 +83,11 @@ class MCDropoutMethod(ModelMethod):
                 "final_train_accuracy": last_value(meta, "train_accuracy")}
 
 
-def _network(spec: Any, config: Any):
-    """The network ``spec`` builds on the config's data (module names are what is checked)."""
-    from bayeslrp import catalog
 
-    if spec.arch not in catalog.ARCHS:
-        from bayeslrp.experiment.arch_probe import build_network
+def _network(method: MCDropoutMethod, spec: Any, config: Any):
+    """The network ``spec`` builds on the config's data, as the train stage builds it (its
+    ``init_weights`` not loaded: only module names are checked)."""
+    from bayeslrp.experiment.stages.train import build_model_net
 
-        return build_network(spec.arch, spec.arch_kwargs, seed=0)
-    from bayeslrp import nets
-
-    kwargs = {k: getattr(spec, k) for k in ("hidden", "channels") if getattr(spec, k) is not None}
-    return nets.build(spec.arch, seed=0, in_shape=list(config.data.image_shape), **kwargs)
+    params = {k: v for k, v in method.key_params(spec).items() if k != "init_weights"}
+    return build_model_net(params, list(config.data.image_shape), config.data.facts.n_classes, 0)
